@@ -1,0 +1,28 @@
+"""Exceptions raised by daclip-plugin, all subclasses of :class:`DaclipError`."""
+
+
+class DaclipError(Exception):
+    """Base class of every error daclip-plugin raises on purpose."""
+
+
+class UnknownNameError(DaclipError, KeyError):
+    """A restorer, classifier or model name that no plugin registered."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+class DuplicateNameError(DaclipError):
+    """Two plugins registered the same name."""
+
+
+class InvalidImageError(DaclipError, ValueError):
+    """An input image of the wrong shape, dtype or content (empty, NaN, ...)."""
+
+
+class CheckpointError(DaclipError):
+    """A checkpoint file that is corrupt or does not fit the model."""
+
+
+class Cancelled(DaclipError):
+    """A run stopped because the caller asked it to."""
