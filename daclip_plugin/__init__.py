@@ -1,0 +1,37 @@
+"""DA-CLIP image restoration for Python, the command line and napari.
+
+    >>> import daclip_plugin
+    >>> daclip_plugin.classify(image)                # degradation probabilities
+    >>> daclip_plugin.restore(image, restorer="daclip")
+
+Restorers and classifiers come from plugins (see :mod:`daclip_plugin.hookspecs`).
+"""
+
+__version__ = "0.1.0"
+
+from .api import (
+    classify,
+    get_classifier,
+    get_restorer,
+    list_classifiers,
+    list_restorers,
+    restore,
+)
+from .errors import Cancelled, DaclipError
+from .hookspecs import hookimpl
+from .interfaces import Classifier, Restorer
+
+__all__ = [
+    "Cancelled",
+    "Classifier",
+    "DaclipError",
+    "Restorer",
+    "__version__",
+    "classify",
+    "get_classifier",
+    "get_restorer",
+    "hookimpl",
+    "list_classifiers",
+    "list_restorers",
+    "restore",
+]

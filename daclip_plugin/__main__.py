@@ -1,0 +1,7 @@
+"""``python -m daclip_plugin`` runs the ``daclip`` command."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

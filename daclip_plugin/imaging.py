@@ -1,0 +1,97 @@
+"""Image normalisation: any supported array to float RGB in [0, 1], and back.
+
+Supported inputs: ``(H, W)`` and ``(H, W, 1)`` grayscale, ``(H, W, 3)`` RGB and
+``(H, W, 4)`` RGBA, of unsigned or signed integer or floating dtype.
+``uint8`` and ``uint16`` map by their full range; floats already within ``[0, 1]`` are
+kept; any other data is rescaled by its own minimum and maximum, and mapped back
+to the same range afterwards.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import numpy as np
+
+from .errors import InvalidImageError
+
+_FULL_RANGE = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}
+_CHANNEL_LAYOUTS = {1: "gray1", 3: "rgb", 4: "rgba"}
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    """What :func:`denormalize` needs to give a result the source's form back."""
+
+    dtype: np.dtype
+    layout: str  # "gray", "gray1", "rgb" or "rgba"
+    low: float
+    high: float
+    alpha: Optional[np.ndarray] = None
+
+
+def _layout(shape: tuple) -> str:
+    if len(shape) == 2:
+        return "gray"
+    if len(shape) == 3 and shape[-1] in _CHANNEL_LAYOUTS:
+        return _CHANNEL_LAYOUTS[shape[-1]]
+    raise InvalidImageError(
+        f"expected an image of shape (H, W), (H, W, 1), (H, W, 3) or (H, W, 4), got {shape}; "
+        "restore stacks slice by slice and put channels last"
+    )
+
+
+def _value_range(data: np.ndarray) -> tuple[float, float]:
+    if data.dtype in _FULL_RANGE:
+        return 0.0, _FULL_RANGE[data.dtype]
+    low, high = float(data.min()), float(data.max())
+    if data.dtype.kind == "f" and low >= 0.0 and high <= 1.0:
+        return 0.0, 1.0
+    if high == low:  # a constant image: any range that keeps the value works
+        return low, low + 1.0
+    return low, high
+
+
+def validate(image) -> np.ndarray:
+    """Return ``image`` as a NumPy array, or raise :class:`InvalidImageError` saying why not."""
+    data = np.asarray(image)
+    if data.dtype.kind not in "uif":
+        raise InvalidImageError(f"unsupported image dtype {data.dtype}: use an integer or float image")
+    _layout(data.shape)
+    if data.size == 0:
+        raise InvalidImageError(f"the image is empty (shape {data.shape})")
+    if data.dtype.kind == "f" and not np.isfinite(data).all():
+        bad = int(np.count_nonzero(~np.isfinite(data)))
+        raise InvalidImageError(f"the image has {bad} NaN or infinite values; replace them first")
+    return data
+
+
+def normalize(image) -> tuple[np.ndarray, ImageInfo]:
+    """Return a contiguous ``float32`` ``(H, W, 3)`` RGB copy in ``[0, 1]`` and how to undo it."""
+    data = validate(image)
+    layout = _layout(data.shape)
+    alpha = data[..., 3].copy() if layout == "rgba" else None
+    color = data[..., :3] if layout == "rgba" else data
+    low, high = _value_range(color)
+    scaled = (color.astype(np.float64) - low) / (high - low)
+    if layout == "gray":
+        scaled = scaled[..., None]
+    rgb = np.broadcast_to(scaled, data.shape[:2] + (3,))
+    rgb = np.ascontiguousarray(np.clip(rgb, 0.0, 1.0), dtype=np.float32)
+    return rgb, ImageInfo(data.dtype, layout, low, high, alpha)
+
+
+def denormalize(rgb: np.ndarray, info: ImageInfo) -> np.ndarray:
+    """Map a float RGB result in ``[0, 1]`` back to the source's layout, range and dtype."""
+    values = np.clip(np.asarray(rgb, dtype=np.float64), 0.0, 1.0)
+    if info.layout in ("gray", "gray1"):
+        values = values.mean(axis=-1, keepdims=info.layout == "gray1")
+    values = values * (info.high - info.low) + info.low
+    if info.dtype.kind in "ui":
+        limits = np.iinfo(info.dtype)
+        values = np.clip(np.rint(values), limits.min, limits.max)
+    result = values.astype(info.dtype)
+    if info.layout == "rgba":
+        result = np.concatenate([result, info.alpha[..., None].astype(info.dtype)], axis=-1)
+    return result

@@ -1,0 +1,1 @@
+"""Built-in plugins of daclip-plugin, registered exactly like third-party ones."""

@@ -1,0 +1,1 @@
+"""The built-in DA-CLIP restorer and classifier."""

@@ -1,0 +1,45 @@
+"""Shared test helpers: throw-away plugin distributions found through real entry points."""
+
+from __future__ import annotations
+
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from daclip_plugin import plugins
+
+
+@pytest.fixture
+def fresh_plugins():
+    """Rediscover plugins before and after the test, so state never leaks between tests."""
+    plugins.reload_plugins()
+    yield plugins
+    plugins.reload_plugins()
+
+
+@pytest.fixture
+def install_plugin(fresh_plugins, tmp_path, monkeypatch):
+    """Install a plugin as a real distribution (dist-info + entry_points.txt) on ``sys.path``.
+
+    ``install_plugin(entry_point_name, source)`` writes module ``<entry_point_name>_mod``
+    holding ``source`` and a distribution whose ``daclip_plugin`` entry point names it.
+    """
+    site = tmp_path / "site"
+    site.mkdir()
+    monkeypatch.syspath_prepend(str(site))
+
+    def install(name: str, source: str) -> Path:
+        module = f"{name}_mod"
+        (site / f"{module}.py").write_text(textwrap.dedent(source))
+        dist_info = site / f"{name}_dist-1.0.dist-info"
+        dist_info.mkdir()
+        (dist_info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}-dist\nVersion: 1.0\n")
+        (dist_info / "entry_points.txt").write_text(f"[daclip_plugin]\n{name} = {module}\n")
+        sys.modules.pop(module, None)
+        return site
+
+    yield install
+    for module in [m for m in sys.modules if m.endswith("_mod")]:
+        sys.modules.pop(module)
