@@ -274,9 +274,11 @@ class ConditionalUNet(nn.Module):
     Arguments follow the official ``ConditionalUNet`` configuration keys. ``context_dim``
     is the DA-CLIP embedding width (``None`` or 0: no context). ``use_degra_context`` adds
     the degradation embedding to the time embedding; ``use_image_context`` puts spatial
-    transformers attending to the image embedding at the deepest level and in the middle
-    (linear attention everywhere else). ``scale=0.5`` (the wild-ir model) runs the levels
-    at half resolution, with an extra down/upsampling around them.
+    transformers attending to the image embedding in the middle and at the levels the
+    official code gives them (from the fourth level on for the universal model, the deepest
+    level for the wild model; the two agree for the released four-level models), with
+    linear attention everywhere else. ``scale=0.5`` (the wild-ir model) runs the levels at
+    half resolution, with an extra down/upsampling around them.
     """
 
     def __init__(
@@ -314,8 +316,8 @@ class ConditionalUNet(nn.Module):
             )
             self.prompt_mlp = nn.Linear(time_dim, time_dim)
 
-        def attention_block(dim: int, deepest: bool) -> Residual:
-            if deepest and self.use_image_context:
+        def attention_block(dim: int, transformer: bool) -> Residual:
+            if transformer and self.use_image_context:
                 block = SpatialTransformer(dim, dim // HEAD_DIM, HEAD_DIM, context_dim)
             else:
                 block = LinearAttention(dim)
@@ -326,16 +328,17 @@ class ConditionalUNet(nn.Module):
         self.ups = nn.ModuleList()
         for i, (dim_in, dim_out) in enumerate(zip(dims[:-1], dims[1:])):
             deepest = i == self.depth - 1
+            transformer = deepest if scale == 0.5 else i >= 3
             self.downs.append(nn.ModuleList([
                 ResBlock(dim_in, dim_in, time_dim),
                 ResBlock(dim_in, dim_in, time_dim),
-                attention_block(dim_in, deepest),
+                attention_block(dim_in, transformer),
                 conv(dim_in, dim_out) if deepest else downsample(dim_in, dim_out),
             ]))
             self.ups.insert(0, nn.ModuleList([
                 ResBlock(dim_out + dim_in, dim_out, time_dim),
                 ResBlock(dim_out + dim_in, dim_out, time_dim),
-                attention_block(dim_out, deepest),
+                attention_block(dim_out, transformer),
                 conv(dim_out, dim_in) if i == 0 else upsample(dim_out, dim_in),
             ]))
 

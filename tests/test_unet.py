@@ -128,3 +128,16 @@ def test_contexts_change_the_output_only_where_configured():
 def test_rejects_unknown_scale():
     with pytest.raises(ValueError, match="scale"):
         ConditionalUNet(**TINY, scale=0.25)
+
+
+@pytest.mark.parametrize(
+    "ch_mult, scale, transformer_levels",
+    [([1, 2], 1, []), ([1, 1, 2], 1, []), ([1, 1, 1, 2, 2], 1, [3, 4]), ([1, 1, 2], 0.5, [2])],
+)
+def test_spatial_transformers_sit_where_the_official_code_puts_them(ch_mult, scale, transformer_levels):
+    with torch.device("meta"):
+        model = ConditionalUNet(3, 3, 32, ch_mult, context_dim=32, use_image_context=True, scale=scale)
+    keys = model.state_dict().keys()
+    found = sorted({int(k.split(".")[1]) for k in keys if k.startswith("downs.") and ".transformer_blocks." in k})
+    assert found == transformer_levels
+    assert any(k.startswith("mid_attn.fn.fn.transformer_blocks.") for k in keys)

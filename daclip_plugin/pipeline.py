@@ -1,0 +1,199 @@
+"""The DA-CLIP restoration pipeline.
+
+RGB float image -> DA-CLIP (degradation probabilities and the UNet's contexts) -> IR-SDE
+sampling with the conditional UNet (optionally in overlapping tiles) -> RGB float image.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Mapping, Optional, Sequence, Union
+
+import numpy as np
+import torch
+
+from . import checkpoints, tiling
+from .daclip_model import DEGRADATIONS, DaCLIP, DegradationClassifier, DegradationEstimate
+from .errors import Cancelled, DaclipError, InvalidImageError
+from .interfaces import ProgressCallback, StopCallback
+from .sde import SAMPLERS, IRSDESchedule
+from .unet import ConditionalUNet
+
+#: The IR-SDE options of the released models (``test.yml`` of the official code).
+OFFICIAL_SDE = {"max_sigma": 50, "T": 100, "schedule": "cosine", "eps": 0.005}
+#: Images with a side longer than this are restored in tiles unless told otherwise.
+AUTO_TILE_THRESHOLD = 1024
+DEFAULT_TILE = 512
+DEFAULT_OVERLAP = 64
+
+
+def select_device(device: Union[str, torch.device, None] = "auto") -> torch.device:
+    """``"auto"`` picks CUDA, then Apple's MPS, then the CPU; other names must be available."""
+    if device is None or device == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    device = torch.device(device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise DaclipError("device 'cuda' was asked for, but PyTorch sees no CUDA GPU here")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise DaclipError("device 'mps' was asked for, but it is not available here")
+    return device
+
+
+def available_devices() -> list[str]:
+    """Device names usable here, for menus: always ``auto`` and ``cpu``."""
+    names = ["auto"]
+    if torch.cuda.is_available():
+        names.append("cuda")
+    if torch.backends.mps.is_available():
+        names.append("mps")
+    return names + ["cpu"]
+
+
+def _to_uint8(rgb: np.ndarray) -> np.ndarray:
+    return np.rint(np.clip(rgb, 0.0, 1.0) * 255).astype(np.uint8)
+
+
+def _check_rgb(rgb: np.ndarray) -> None:
+    if rgb.ndim != 3 or rgb.shape[-1] != 3 or rgb.size == 0:
+        raise InvalidImageError(f"expected a non-empty (H, W, 3) RGB image, got shape {rgb.shape}")
+    if not np.isfinite(rgb).all():
+        raise InvalidImageError("the image has NaN or infinite values")
+
+
+@dataclass
+class DaclipPipeline:
+    """A loaded DA-CLIP model and restoration UNet, ready to classify and restore images.
+
+    Images are ``float32`` ``(H, W, 3)`` RGB arrays in ``[0, 1]``
+    (see :func:`daclip_plugin.imaging.normalize` for other inputs).
+    """
+
+    daclip: DaCLIP
+    unet: ConditionalUNet
+    schedule: IRSDESchedule = field(default_factory=lambda: IRSDESchedule.from_config(OFFICIAL_SDE))
+    prompts: Sequence[str] = DEGRADATIONS
+
+    def __post_init__(self) -> None:
+        self.daclip.eval()
+        self.unet.eval()
+        self.classifier = DegradationClassifier(self.daclip, self.prompts)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.unet.parameters()).device
+
+    def estimate(self, rgb: np.ndarray) -> DegradationEstimate:
+        """One DA-CLIP pass: degradation probabilities and the UNet's contexts."""
+        _check_rgb(rgb)
+        return self.classifier.estimate(_to_uint8(rgb))
+
+    def classify(self, rgb: np.ndarray) -> dict[str, float]:
+        """Probability of each degradation prompt."""
+        return self.estimate(rgb).as_dict()
+
+    @torch.no_grad()
+    def restore(
+        self,
+        rgb: np.ndarray,
+        *,
+        sampler: str = "posterior",
+        seed: Optional[int] = 0,
+        tile_size: Optional[int] = None,
+        tile_overlap: int = DEFAULT_OVERLAP,
+        progress: Optional[ProgressCallback] = None,
+        should_stop: Optional[StopCallback] = None,
+    ) -> np.ndarray:
+        """Restore ``rgb`` by IR-SDE sampling; returns a ``float32`` image in ``[0, 1]``.
+
+        ``seed`` makes the run reproducible on a given device (``None``: fresh randomness).
+        ``tile_size`` bounds the UNet's input (``None``: tiles only for images with a side
+        over 1024 px; ``0``: never). ``progress(step, total)`` is called after every step and
+        ``should_stop()`` is polled before each one.
+        """
+        if sampler not in SAMPLERS:
+            raise DaclipError(f"unknown sampler {sampler!r}; available: {', '.join(SAMPLERS)}")
+        if should_stop is not None and should_stop():
+            raise Cancelled("stopped before DA-CLIP ran")
+        estimate = self.estimate(rgb)
+        device = self.device
+        lq = torch.from_numpy(np.ascontiguousarray(rgb, dtype=np.float32)).permute(2, 0, 1)[None].to(device)
+        noise_fn = self._noise_fn(lq, estimate, *self._tiling(lq.shape[-2:], tile_size, tile_overlap))
+        generator = torch.Generator(device=device)
+        if seed is None:
+            generator.seed()
+        else:
+            generator.manual_seed(int(seed))
+        out = SAMPLERS[sampler](
+            noise_fn, lq, self.schedule, generator=generator, progress=progress, should_stop=should_stop
+        )
+        return out.clamp(0, 1)[0].permute(1, 2, 0).float().cpu().numpy()
+
+    @staticmethod
+    def _tiling(shape, tile_size: Optional[int], overlap: int) -> tuple[int, int]:
+        if tile_size is None:
+            tile_size = DEFAULT_TILE if max(shape) > AUTO_TILE_THRESHOLD else 0
+        if tile_size and tile_size <= overlap:
+            raise DaclipError(f"tile_size ({tile_size}) must be larger than tile_overlap ({overlap})")
+        return tile_size, overlap
+
+    def _noise_fn(self, lq: torch.Tensor, estimate: DegradationEstimate, tile: int, overlap: int):
+        def predict(x, cond, t):
+            return self.unet(x, cond, t, text_context=estimate.degra_context, image_context=estimate.image_context)
+
+        if not tile:
+            return lambda x, t: predict(x, lq, t)
+        return lambda x, t: tiling.apply_tiled(lambda xs, cs: predict(xs, cs, t), x, lq, tile, overlap)
+
+
+def _file_key(path: Union[str, Path]) -> tuple[str, float, int]:
+    path = Path(path)
+    if not path.is_file():
+        raise DaclipError(f"checkpoint file not found: {path}")
+    stat = path.stat()
+    return str(path.resolve()), stat.st_mtime, stat.st_size
+
+
+@functools.lru_cache(maxsize=2)
+def _cached_daclip(file_key: tuple, device: str) -> DaCLIP:
+    return checkpoints.load_daclip(file_key[0], device=device).eval()
+
+
+@functools.lru_cache(maxsize=2)
+def _cached_unet(file_key: tuple, device: str) -> ConditionalUNet:
+    return checkpoints.load_unet(file_key[0], device=device).eval()
+
+
+def load_pipeline(
+    daclip_path: Union[str, Path],
+    unet_path: Union[str, Path],
+    *,
+    device: Union[str, torch.device, None] = "auto",
+    sde: Optional[Mapping] = None,
+    prompts: Sequence[str] = DEGRADATIONS,
+) -> DaclipPipeline:
+    """The pipeline for two checkpoint files on ``device``.
+
+    Loaded models are kept for reuse, keyed by file (path, size and modification time) and
+    device, so repeated calls cost only the prompts' text encoding.
+    """
+    device = str(select_device(device))
+    daclip = _cached_daclip(_file_key(daclip_path), device)
+    unet = _cached_unet(_file_key(unet_path), device)
+    return DaclipPipeline(daclip, unet, IRSDESchedule.from_config(sde or OFFICIAL_SDE), tuple(prompts))
+
+
+def load_classifier(
+    daclip_path: Union[str, Path],
+    *,
+    device: Union[str, torch.device, None] = "auto",
+    prompts: Sequence[str] = DEGRADATIONS,
+) -> DegradationClassifier:
+    """A degradation classifier for a DA-CLIP checkpoint, reusing loaded models like :func:`load_pipeline`."""
+    daclip = _cached_daclip(_file_key(daclip_path), str(select_device(device)))
+    return DegradationClassifier(daclip, tuple(prompts))

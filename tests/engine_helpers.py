@@ -1,0 +1,30 @@
+"""Small randomly initialised DA-CLIP and UNet models for fast engine tests."""
+
+from __future__ import annotations
+
+import torch
+
+from daclip_plugin.daclip_model import DaCLIP
+from daclip_plugin.unet import ConditionalUNet
+
+TINY_CLIP = {
+    "embed_dim": 32,
+    "vision_cfg": {"image_size": 32, "layers": 2, "width": 64, "patch_size": 16, "head_width": 32},
+    "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1},
+}
+TINY_UNET = {
+    "in_nc": 3, "out_nc": 3, "nf": 32, "ch_mult": [1, 2], "context_dim": 32,
+    "use_degra_context": True, "use_image_context": True,
+}
+TINY_SDE = {"max_sigma": 50, "T": 6, "schedule": "cosine", "eps": 0.005}
+
+
+def tiny_models(seed: int = 0) -> tuple[DaCLIP, ConditionalUNet]:
+    """A DA-CLIP and a UNet with random weights (the controller's zero layers made non-zero)."""
+    torch.manual_seed(seed)
+    daclip, unet = DaCLIP(TINY_CLIP), ConditionalUNet(**TINY_UNET)
+    with torch.no_grad():
+        for linear in daclip.visual_control.transformer.zero_modules:
+            linear.weight.normal_(0, 0.02)
+        unet.final_conv.weight.mul_(0.1)
+    return daclip.eval(), unet.eval()

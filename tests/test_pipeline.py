@@ -1,0 +1,93 @@
+"""The restoration pipeline on small random models: seeding, progress, cancel, tiles, errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from daclip_plugin.errors import Cancelled, DaclipError, InvalidImageError
+from daclip_plugin.pipeline import DaclipPipeline, available_devices, select_device
+from daclip_plugin.sde import IRSDESchedule
+from engine_helpers import TINY_SDE, tiny_models
+
+
+@pytest.fixture(scope="module")
+def pipeline() -> DaclipPipeline:
+    daclip, unet = tiny_models()
+    return DaclipPipeline(daclip, unet, IRSDESchedule.from_config(TINY_SDE))
+
+
+@pytest.fixture(scope="module")
+def image() -> np.ndarray:
+    return np.random.default_rng(1).random((21, 30, 3), dtype=np.float32)
+
+
+def test_restore_is_seeded(pipeline, image):
+    first = pipeline.restore(image, seed=3)
+    assert first.shape == image.shape and first.dtype == np.float32
+    assert 0 <= first.min() and first.max() <= 1
+    np.testing.assert_array_equal(first, pipeline.restore(image, seed=3))
+    assert not np.array_equal(first, pipeline.restore(image, seed=4))
+    assert not np.array_equal(pipeline.restore(image, seed=None), pipeline.restore(image, seed=None))
+
+
+@pytest.mark.parametrize("sampler", ["posterior", "sde"])
+def test_progress_reports_every_step(pipeline, image, sampler):
+    steps = []
+    pipeline.restore(image, sampler=sampler, progress=lambda done, total: steps.append((done, total)))
+    assert steps == [(k, TINY_SDE["T"]) for k in range(1, TINY_SDE["T"] + 1)]
+
+
+def test_cancel_stops_within_one_step(pipeline, image):
+    steps = []
+    with pytest.raises(Cancelled):
+        pipeline.restore(image, progress=lambda done, total: steps.append(done), should_stop=lambda: len(steps) >= 2)
+    assert steps == [1, 2]
+    with pytest.raises(Cancelled):
+        pipeline.restore(image, should_stop=lambda: True)
+
+
+def test_one_tile_equals_no_tiling_and_small_tiles_stay_close(pipeline, image):
+    whole = pipeline.restore(image, tile_size=0)
+    np.testing.assert_array_equal(whole, pipeline.restore(image, tile_size=128))
+    tiled = pipeline.restore(image, tile_size=16, tile_overlap=4)
+    assert tiled.shape == image.shape and np.isfinite(tiled).all()
+    assert np.abs(tiled - whole).mean() < 0.05
+
+
+def test_tiny_and_odd_images(pipeline):
+    for shape in [(1, 1, 3), (5, 7, 3), (40, 3, 3)]:
+        out = pipeline.restore(np.full(shape, 0.5, np.float32))
+        assert out.shape == shape
+
+
+def test_classify(pipeline, image):
+    scores = pipeline.classify(image)
+    assert len(scores) == 10 and sum(scores.values()) == pytest.approx(1, abs=1e-5)
+    assert "noisy" in scores
+
+
+@pytest.mark.parametrize(
+    "bad, message",
+    [(np.full((4, 4, 3), np.nan, np.float32), "NaN"), (np.zeros((4, 4), np.float32), "RGB"), (np.zeros((0, 4, 3), np.float32), "RGB")],
+)
+def test_bad_images(pipeline, bad, message):
+    with pytest.raises(InvalidImageError, match=message):
+        pipeline.restore(bad)
+
+
+def test_bad_options(pipeline, image):
+    with pytest.raises(DaclipError, match="unknown sampler 'euler'; available: posterior, sde"):
+        pipeline.restore(image, sampler="euler")
+    with pytest.raises(DaclipError, match="tile_size"):
+        pipeline.restore(image, tile_size=16, tile_overlap=16)
+
+
+def test_devices():
+    assert select_device("auto") == select_device(None)
+    assert select_device("cpu") == torch.device("cpu")
+    assert available_devices()[0] == "auto" and available_devices()[-1] == "cpu"
+    if not torch.cuda.is_available():
+        with pytest.raises(DaclipError, match="no CUDA GPU"):
+            select_device("cuda")
