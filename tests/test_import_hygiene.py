@@ -25,5 +25,9 @@ def test_package_import_pulls_in_no_gui():
     _run("import daclip_plugin, daclip_plugin.plugins, daclip_plugin.imaging")
 
 
+def test_engine_pulls_in_no_gui():
+    _run("import daclip_plugin.pipeline, daclip_plugin.checkpoints, daclip_plugin.tiling")
+
+
 def test_cli_pulls_in_no_gui():
     _run("from daclip_plugin import cli\ntry:\n    cli.main(['plugins'])\nexcept SystemExit:\n    pass")
