@@ -26,3 +26,11 @@ class CheckpointError(DaclipError):
 
 class Cancelled(DaclipError):
     """A run stopped because the caller asked it to."""
+
+
+class WeightsNotFoundError(DaclipError, FileNotFoundError):
+    """Model weights that are not on this computer (and were not, or could not be, downloaded)."""
+
+
+class DownloadError(WeightsNotFoundError):
+    """A requested download of model weights failed (network down, file not on the Hub, ...)."""

@@ -25,7 +25,7 @@ from .errors import DuplicateNameError
 
 ENTRY_POINT_GROUP = "daclip_plugin"
 ENV_ALLOWED_PLUGINS = "DACLIP_PLUGINS"
-BUILTIN_PLUGINS = ("daclip_plugin.hooks.builtin",)
+BUILTIN_PLUGINS = ("daclip_plugin.hooks.builtin", "daclip_plugin.hooks.models")
 
 _manager: pluggy.PluginManager | None = None
 _registries: dict[str, dict[str, "Registered"]] = {}
