@@ -6,7 +6,8 @@ sampling with the conditional UNet (optionally in overlapping tiles) -> RGB floa
 
 from __future__ import annotations
 
-import functools
+import contextlib
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping, Optional, Sequence, Union
@@ -14,7 +15,7 @@ from typing import Mapping, Optional, Sequence, Union
 import numpy as np
 import torch
 
-from . import checkpoints, tiling
+from . import tiling, weights
 from .daclip_model import DEGRADATIONS, DaCLIP, DegradationClassifier, DegradationEstimate
 from .errors import Cancelled, DaclipError, InvalidImageError
 from .interfaces import ProgressCallback, StopCallback
@@ -27,6 +28,27 @@ OFFICIAL_SDE = {"max_sigma": 50, "T": 100, "schedule": "cosine", "eps": 0.005}
 AUTO_TILE_THRESHOLD = 1024
 DEFAULT_TILE = 512
 DEFAULT_OVERLAP = 64
+#: UNet arithmetic: exact float32 (default), or on GPUs TensorFloat-32 (NVIDIA) or autocast
+#: to bfloat16 / float16. DA-CLIP and the sampler's state always stay in float32. (On CPUs,
+#: bfloat16 autocast measured 20x slower than float32: see benchmarks/bench_restore.py.)
+PRECISIONS = ("fp32", "tf32", "bf16", "fp16")
+_AUTOCAST = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+@contextlib.contextmanager
+def unet_precision(device: torch.device, precision: str):
+    """Run the enclosed UNet calls at ``precision`` on ``device`` (see :data:`PRECISIONS`)."""
+    if precision not in PRECISIONS:
+        raise DaclipError(f"unknown precision {precision!r}; available: {', '.join(PRECISIONS)}")
+    if precision in ("tf32", "fp16") and device.type != "cuda" or precision == "bf16" and device.type == "cpu":
+        raise DaclipError(f"precision {precision!r} needs a GPU; use 'fp32' on {device.type}")
+    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = precision == "tf32"
+    try:
+        with torch.autocast(device.type, dtype=_AUTOCAST.get(precision), enabled=precision in _AUTOCAST):
+            yield
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
 
 
 def select_device(device: Union[str, torch.device, None] = "auto") -> torch.device:
@@ -106,6 +128,7 @@ class DaclipPipeline:
         seed: Optional[int] = 0,
         tile_size: Optional[int] = None,
         tile_overlap: int = DEFAULT_OVERLAP,
+        precision: str = "fp32",
         progress: Optional[ProgressCallback] = None,
         should_stop: Optional[StopCallback] = None,
     ) -> np.ndarray:
@@ -113,8 +136,9 @@ class DaclipPipeline:
 
         ``seed`` makes the run reproducible on a given device (``None``: fresh randomness).
         ``tile_size`` bounds the UNet's input (``None``: tiles only for images with a side
-        over 1024 px; ``0``: never). ``progress(step, total)`` is called after every step and
-        ``should_stop()`` is polled before each one.
+        over 1024 px; ``0``: never). ``precision`` is one of :data:`PRECISIONS`.
+        ``progress(step, total)`` is called after every step and ``should_stop()`` is polled
+        before each one.
         """
         if sampler not in SAMPLERS:
             raise DaclipError(f"unknown sampler {sampler!r}; available: {', '.join(SAMPLERS)}")
@@ -129,9 +153,10 @@ class DaclipPipeline:
             generator.seed()
         else:
             generator.manual_seed(int(seed))
-        out = SAMPLERS[sampler](
-            noise_fn, lq, self.schedule, generator=generator, progress=progress, should_stop=should_stop
-        )
+        with unet_precision(device, precision):
+            out = SAMPLERS[sampler](
+                noise_fn, lq, self.schedule, generator=generator, progress=progress, should_stop=should_stop
+            )
         return out.clamp(0, 1)[0].permute(1, 2, 0).float().cpu().numpy()
 
     @staticmethod
@@ -144,56 +169,55 @@ class DaclipPipeline:
 
     def _noise_fn(self, lq: torch.Tensor, estimate: DegradationEstimate, tile: int, overlap: int):
         def predict(x, cond, t):
-            return self.unet(x, cond, t, text_context=estimate.degra_context, image_context=estimate.image_context)
+            noise = self.unet(x, cond, t, text_context=estimate.degra_context, image_context=estimate.image_context)
+            return noise.float()
 
         if not tile:
             return lambda x, t: predict(x, lq, t)
         return lambda x, t: tiling.apply_tiled(lambda xs, cs: predict(xs, cs, t), x, lq, tile, overlap)
 
 
-def _file_key(path: Union[str, Path]) -> tuple[str, float, int]:
-    path = Path(path)
-    if not path.is_file():
-        raise DaclipError(f"checkpoint file not found: {path}")
+def _file_key(path: Path) -> tuple[str, int, int]:
     stat = path.stat()
-    return str(path.resolve()), stat.st_mtime, stat.st_size
+    return str(path.resolve()), stat.st_mtime_ns, stat.st_size
 
 
-@functools.lru_cache(maxsize=2)
-def _cached_daclip(file_key: tuple, device: str) -> DaCLIP:
-    return checkpoints.load_daclip(file_key[0], device=device).eval()
+#: Loaded models by (DA-CLIP file, UNet file, device); the newest few are kept.
+_loaded: "OrderedDict[tuple, object]" = OrderedDict()
+_KEEP_LOADED = 2
 
 
-@functools.lru_cache(maxsize=2)
-def _cached_unet(file_key: tuple, device: str) -> ConditionalUNet:
-    return checkpoints.load_unet(file_key[0], device=device).eval()
+def _load_models(resolved, device: str):
+    key = (_file_key(resolved.daclip), _file_key(resolved.unet), device)
+    if key in _loaded:
+        _loaded.move_to_end(key)
+    else:
+        _loaded[key] = weights.load(resolved, device=device)
+        while len(_loaded) > _KEEP_LOADED:
+            _loaded.popitem(last=False)
+    return _loaded[key]
 
 
 def load_pipeline(
-    daclip_path: Union[str, Path],
-    unet_path: Union[str, Path],
+    model: str = weights.DEFAULT_MODEL,
     *,
+    daclip_path: Optional[Union[str, Path]] = None,
+    unet_path: Optional[Union[str, Path]] = None,
+    download: bool = False,
+    progress: Optional[ProgressCallback] = None,
     device: Union[str, torch.device, None] = "auto",
-    sde: Optional[Mapping] = None,
     prompts: Sequence[str] = DEGRADATIONS,
 ) -> DaclipPipeline:
-    """The pipeline for two checkpoint files on ``device``.
+    """The pipeline of a registered model (see :func:`daclip_plugin.weights.resolve`) on ``device``.
 
-    Loaded models are kept for reuse, keyed by file (path, size and modification time) and
-    device, so repeated calls cost only the prompts' text encoding.
+    Explicit file paths override the model's own. Loaded models are kept for reuse, keyed by
+    file (path, size and modification time) and device, so repeated calls cost only the
+    prompts' text encoding. ``download=True`` fetches missing files, reporting
+    ``progress(bytes_done, bytes_total)``.
     """
-    device = str(select_device(device))
-    daclip = _cached_daclip(_file_key(daclip_path), device)
-    unet = _cached_unet(_file_key(unet_path), device)
-    return DaclipPipeline(daclip, unet, IRSDESchedule.from_config(sde or OFFICIAL_SDE), tuple(prompts))
-
-
-def load_classifier(
-    daclip_path: Union[str, Path],
-    *,
-    device: Union[str, torch.device, None] = "auto",
-    prompts: Sequence[str] = DEGRADATIONS,
-) -> DegradationClassifier:
-    """A degradation classifier for a DA-CLIP checkpoint, reusing loaded models like :func:`load_pipeline`."""
-    daclip = _cached_daclip(_file_key(daclip_path), str(select_device(device)))
-    return DegradationClassifier(daclip, tuple(prompts))
+    resolved = weights.resolve(
+        model, daclip_path=daclip_path, unet_path=unet_path, download=download, progress=progress
+    )
+    loaded = _load_models(resolved, str(select_device(device)))
+    sde = IRSDESchedule.from_config(resolved.spec.sde or OFFICIAL_SDE)
+    return DaclipPipeline(loaded.daclip, loaded.unet, sde, tuple(prompts))

@@ -125,7 +125,8 @@ class ModelSpec:
     one in :data:`daclip_plugin.checkpoints.RELEASED_DACLIP_CONFIGS` (``"daclip_ViT-B-32"``);
     ``unet_cfg`` the ``ConditionalUNet`` keyword arguments, or a name in
     :data:`~daclip_plugin.checkpoints.RELEASED_UNET_CONFIGS` (``"universal-ir"``). ``None``
-    lets :mod:`daclip_plugin.checkpoints` read the architecture from the file.
+    lets :mod:`daclip_plugin.checkpoints` read the architecture from the file. ``sde`` holds
+    the IR-SDE options the UNet was trained with (``None``: the official ones).
     """
 
     name: str
@@ -134,6 +135,7 @@ class ModelSpec:
     unet: WeightFile
     clip_cfg: Union[str, Mapping[str, Any], None] = field(default=None, hash=False)
     unet_cfg: Union[str, Mapping[str, Any], None] = field(default=None, hash=False)
+    sde: Optional[Mapping[str, Any]] = field(default=None, hash=False)
 
     @property
     def files(self) -> tuple[tuple[str, WeightFile], ...]:
@@ -606,10 +608,15 @@ def _download_files(
 # --------------------------------------------------------------------------- loading
 
 
-def _config(spec: ModelSpec, value: Any, released: Mapping[str, dict], what: str) -> Optional[dict]:
-    """A config hint: ``None``, a dict, or the name of a released config in :mod:`checkpoints`."""
-    if value is None or isinstance(value, Mapping):
-        return copy.deepcopy(dict(value)) if value is not None else None
+def _config(spec: ModelSpec, value: Any, released: Mapping[str, dict], what: str, source: Optional[str]) -> Optional[dict]:
+    """A config hint: ``None``, a dict, or the name of a released config in :mod:`checkpoints`.
+
+    A file the caller named explicitly gets no hint: its architecture comes from the file.
+    """
+    if source == SOURCE_EXPLICIT or value is None:
+        return None
+    if isinstance(value, Mapping):
+        return copy.deepcopy(dict(value))
     if value not in released:
         raise DaclipError(
             f"model {spec.name!r}: unknown {what} {value!r}; known: {', '.join(sorted(released))}"
@@ -671,10 +678,12 @@ def load(
     sources = resolved.sources
     daclip = _load_file(
         checkpoints.load_daclip, resolved.daclip, spec, "daclip", sources.get("daclip", ""),
-        clip_cfg=_config(spec, spec.clip_cfg, checkpoints.RELEASED_DACLIP_CONFIGS, "clip_cfg"), device=device,
+        clip_cfg=_config(spec, spec.clip_cfg, checkpoints.RELEASED_DACLIP_CONFIGS, "clip_cfg", sources.get("daclip")),
+        device=device,
     )
     unet = _load_file(
         checkpoints.load_unet, resolved.unet, spec, "unet", sources.get("unet", ""),
-        unet_cfg=_config(spec, spec.unet_cfg, checkpoints.RELEASED_UNET_CONFIGS, "unet_cfg"), device=device,
+        unet_cfg=_config(spec, spec.unet_cfg, checkpoints.RELEASED_UNET_CONFIGS, "unet_cfg", sources.get("unet")),
+        device=device,
     )
     return LoadedModel(daclip, unet, resolved)

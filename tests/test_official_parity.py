@@ -18,9 +18,11 @@ import torch
 
 from daclip_plugin import checkpoints
 from daclip_plugin.daclip_model import DegradationClassifier, preprocess, tokenize
+from daclip_plugin.pipeline import unet_precision
 from daclip_plugin.sde import IRSDESchedule, sample_posterior, sample_reverse_sde
 
 FIXTURES = Path(os.environ.get("DACLIP_PARITY_FIXTURES", Path(__file__).parent / "data" / "official-a"))
+DEVICE = torch.device(os.environ.get("DACLIP_PARITY_DEVICE", "cpu"))
 
 FEATURE_ATOL = 1e-4
 UNET_RTOL = 1e-4  # of max |unet_out|
@@ -44,14 +46,24 @@ def ref() -> dict:
         return {name: data[name] for name in data.files}
 
 
+@pytest.fixture(scope="module", autouse=True)
+def exact_float32():
+    with unet_precision(DEVICE, "fp32"):
+        yield
+
+
 @pytest.fixture(scope="module")
 def daclip(meta):
-    return checkpoints.load_daclip(_only("*.pt"), clip_cfg=meta["clip_cfg"]).eval()
+    return checkpoints.load_daclip(_only("*.pt"), clip_cfg=meta["clip_cfg"], device=DEVICE).eval()
 
 
 @pytest.fixture(scope="module")
 def unet(meta):
-    return checkpoints.load_unet(_only("*.pth"), unet_cfg=meta["unet_cfg"]).eval()
+    return checkpoints.load_unet(_only("*.pth"), unet_cfg=meta["unet_cfg"], device=DEVICE).eval()
+
+
+def _tensor(array: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(array).to(DEVICE)
 
 
 @pytest.fixture(scope="module")
@@ -76,7 +88,7 @@ def test_tokens(meta, ref):
 
 @torch.no_grad()
 def test_image_features(daclip, ref):
-    x = torch.from_numpy(ref["clip_input"])
+    x = _tensor(ref["clip_input"])
     content, degradation = daclip.encode_image(x, control=True)
     assert _max_diff(content, ref["image_features"]) < FEATURE_ATOL
     assert _max_diff(degradation, ref["degra_features"]) < FEATURE_ATOL
@@ -85,7 +97,7 @@ def test_image_features(daclip, ref):
 
 @torch.no_grad()
 def test_text_features(daclip, ref):
-    assert _max_diff(daclip.encode_text(torch.from_numpy(ref["tokens"])), ref["text_features"]) < FEATURE_ATOL
+    assert _max_diff(daclip.encode_text(_tensor(ref["tokens"])), ref["text_features"]) < FEATURE_ATOL
 
 
 def test_probabilities_from_the_raw_image(daclip, meta, ref):
@@ -97,13 +109,13 @@ def test_probabilities_from_the_raw_image(daclip, meta, ref):
 
 
 def _contexts(ref):
-    return torch.from_numpy(ref["degra_features"]), torch.from_numpy(ref["image_features"])
+    return _tensor(ref["degra_features"]), _tensor(ref["image_features"])
 
 
 @torch.no_grad()
 def test_unet_outputs(unet, ref):
     text, image = _contexts(ref)
-    x, cond = torch.from_numpy(ref["unet_x"]), torch.from_numpy(ref["unet_cond"])
+    x, cond = _tensor(ref["unet_x"]), _tensor(ref["unet_cond"])
     tolerance = UNET_RTOL * np.abs(ref["unet_out"]).max()
     for index, t in enumerate(ref["unet_t"].tolist()):
         out = unet(x, cond, t, text_context=text, image_context=image)
@@ -121,25 +133,25 @@ def test_schedule_arrays(schedule, ref):
 
 def _reference_noise_fn(unet, schedule, ref):
     """The fixture's noise predictor (see the fixture README)."""
-    mu, gt = torch.from_numpy(ref["lq"]), torch.from_numpy(ref["gt"])
+    mu, gt = _tensor(ref["lq"]), _tensor(ref["gt"])
     text, image = _contexts(ref)
 
     def noise_fn(x, t):
-        mu_bar = mu + (gt - mu) * torch.exp(-schedule.thetas_cumsum[t] * schedule.dt)
+        mu_bar = mu + (gt - mu) * torch.exp(-schedule.thetas_cumsum[t].to(DEVICE) * schedule.dt)
         predicted = unet(x, mu, t, text_context=text, image_context=image)
-        return (x - mu_bar) / schedule.sigma_bars[t] + 0.5 * torch.tanh(3 * x) + 20 * predicted
+        return (x - mu_bar) / schedule.sigma_bars[t].to(DEVICE) + 0.5 * torch.tanh(3 * x) + 20 * predicted
 
     return noise_fn
 
 
 @pytest.mark.parametrize("sampler, prefix", [(sample_posterior, "posterior"), (sample_reverse_sde, "sde")])
 def test_samplers(unet, schedule, ref, sampler, prefix):
-    mu = torch.from_numpy(ref["lq"])
-    draws = torch.from_numpy(ref[f"{prefix}_draws"])
+    mu = _tensor(ref["lq"])
+    draws = _tensor(ref[f"{prefix}_draws"])
     x_T = mu + schedule.max_sigma * draws[0]
     assert _max_diff(x_T, ref[f"{prefix}_x_T"]) < SAMPLER_ATOL
     out = sampler(_reference_noise_fn(unet, schedule, ref), mu, schedule, draws=iter(draws))
     assert _max_diff(out, ref[f"{prefix}_out"]) < SAMPLER_ATOL
     if prefix == "posterior":
-        as_uint8 = (out[0].clamp(0, 1) * 255).round().permute(1, 2, 0).to(torch.uint8).numpy()
+        as_uint8 = (out[0].clamp(0, 1) * 255).round().permute(1, 2, 0).to(torch.uint8).cpu().numpy()
         np.testing.assert_array_equal(as_uint8, ref["posterior_out_uint8"])

@@ -91,3 +91,55 @@ def test_devices():
     if not torch.cuda.is_available():
         with pytest.raises(DaclipError, match="no CUDA GPU"):
             select_device("cuda")
+
+
+def test_precision(pipeline, image):
+    with pytest.raises(DaclipError, match="unknown precision 'fp8'"):
+        pipeline.restore(image, precision="fp8")
+    if pipeline.device.type == "cpu":
+        for precision in ("tf32", "bf16", "fp16"):
+            with pytest.raises(DaclipError, match=f"precision '{precision}' needs a GPU"):
+                pipeline.restore(image, precision=precision)
+    else:
+        exact = pipeline.restore(image)
+        fast = pipeline.restore(image, precision="bf16")
+        assert fast.dtype == np.float32 and np.abs(fast - exact).mean() < 0.02
+
+
+def test_builtin_restorer_and_classifier_with_explicit_files(tmp_path, fresh_plugins):
+    import daclip_plugin
+    from daclip_plugin import checkpoints
+
+    daclip, unet = tiny_models(seed=5)
+    checkpoints.save_daclip(daclip, tmp_path / "d.pt")
+    checkpoints.save_unet(unet, tmp_path / "u.pth")
+    files = {"daclip_path": tmp_path / "d.pt", "unet_path": tmp_path / "u.pth", "device": "cpu"}
+    image = (np.random.default_rng(0).random((12, 9)) * 65535).astype(np.uint16)
+
+    scores = daclip_plugin.classify(image, **files)
+    assert len(scores) == 10 and sum(scores.values()) == pytest.approx(1, abs=1e-5)
+    custom = daclip_plugin.classify(image, prompts=["a", "b"], **files)
+    assert set(custom) == {"a", "b"}
+
+    steps = []
+    restored = daclip_plugin.restore(image, progress=lambda done, total: steps.append(total), **files)
+    assert restored.shape == image.shape and restored.dtype == np.uint16
+    assert steps == [100] * 100  # the official schedule
+    np.testing.assert_array_equal(restored, daclip_plugin.restore(image, **files))
+
+
+def test_loaded_models_are_reused_until_the_file_changes(tmp_path):
+    import os
+
+    from daclip_plugin import checkpoints
+    from daclip_plugin.pipeline import load_pipeline
+
+    daclip, unet = tiny_models(seed=6)
+    checkpoints.save_daclip(daclip, tmp_path / "d.pt")
+    checkpoints.save_unet(unet, tmp_path / "u.pth")
+    files = {"daclip_path": tmp_path / "d.pt", "unet_path": tmp_path / "u.pth", "device": "cpu"}
+    first, second = load_pipeline(**files), load_pipeline(**files)
+    assert first.unet is second.unet and first.daclip is second.daclip
+    stat = os.stat(tmp_path / "u.pth")
+    os.utime(tmp_path / "u.pth", ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+    assert load_pipeline(**files).unet is not first.unet
