@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from typing import Optional
 
 import numpy as np
@@ -41,6 +42,20 @@ def list_classifiers() -> list[str]:
     return sorted(plugins.classifiers())
 
 
+def check_options(kind: str, name: str, method, options: dict) -> None:
+    """Raise a clear error if ``method`` does not take keyword ``options``."""
+    parameters = inspect.signature(method).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+        return
+    unknown = sorted(set(options) - set(parameters))
+    if unknown:
+        accepted = sorted(n for n, p in parameters.items() if p.kind is inspect.Parameter.KEYWORD_ONLY)
+        raise UnknownNameError(
+            f"{kind} {name!r} does not take option(s) {', '.join(unknown)}; "
+            f"it takes: {', '.join(accepted) or 'none'}"
+        )
+
+
 def restore(
     image,
     restorer: str = DEFAULT_RESTORER,
@@ -56,6 +71,7 @@ def restore(
     ``steps``, ``seed``, ``device``, ...). The input is never modified.
     """
     component = get_restorer(restorer)
+    check_options("restorer", restorer, component.restore, options)
     rgb, info = imaging.normalize(image)
     result = component.restore(rgb, progress=progress, should_stop=should_stop, **options)
     result = np.asarray(result)
@@ -70,6 +86,7 @@ def restore(
 def classify(image, classifier: str = DEFAULT_CLASSIFIER, **options) -> dict[str, float]:
     """Return the probability of each degradation for one image, most likely first."""
     component = get_classifier(classifier)
+    check_options("classifier", classifier, component.classify, options)
     rgb, _ = imaging.normalize(image)
     scores = component.classify(rgb, **options)
     return dict(sorted(scores.items(), key=lambda item: item[1], reverse=True))

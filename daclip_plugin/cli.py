@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import Optional, Sequence
 
 from . import __version__, plugins
@@ -76,6 +77,102 @@ def cmd_download(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train(args: argparse.Namespace) -> int:
+    """Train the small embedded models: stage daclip first, then irsde and direct."""
+    from . import training
+
+    return training.main_from_args(args)
+
+
+def _options(args: argparse.Namespace, names: Sequence[str]) -> dict:
+    """The options the user actually set (None means: leave the component's default)."""
+    return {name: getattr(args, name) for name in names if getattr(args, name) is not None}
+
+
+_MODEL_OPTIONS = ("model", "daclip_path", "unet_path", "device", "download")
+_RESTORE_OPTIONS = _MODEL_OPTIONS + ("sampler", "seed", "tile_size", "precision")
+
+
+def _print_scores(path, scores: dict[str, float]) -> None:
+    top = ", ".join(f"{name} {probability:.1%}" for name, probability in list(scores.items())[:3])
+    print(f"{path}: {top}")
+
+
+def _output_path(source: Path, output: Optional[str], several: bool) -> Path:
+    if output is None:
+        return source.with_name(f"{source.stem}_restored.png")
+    target = Path(output)
+    if several or target.is_dir() or output.endswith(("/", "\\")):
+        return target / f"{source.stem}_restored.png"
+    return target
+
+
+def cmd_classify(args: argparse.Namespace) -> int:
+    """Print each image's degradation probabilities."""
+    import json
+
+    from . import api, imagefiles
+
+    options = _options(args, _MODEL_OPTIONS)
+    if args.prompts:
+        options["prompts"] = [p.strip() for p in args.prompts.split(",") if p.strip()]
+    results = {}
+    for path in args.images:
+        scores = api.classify(imagefiles.read_image(path), classifier=args.classifier, **options)
+        results[path] = scores
+        if not args.json:
+            _print_scores(path, scores)
+    if args.json:
+        print(json.dumps(results, indent=2))
+    return 0
+
+
+def cmd_restore(args: argparse.Namespace) -> int:
+    """Restore images; print their degradation probabilities; write NAME_restored.png files."""
+    from tqdm import tqdm
+
+    from . import api, imagefiles
+
+    restorer = args.restorer or _default_restorer(args.model)
+    options = _options(args, _RESTORE_OPTIONS)
+    for path in args.images:
+        source = Path(path)
+        image = imagefiles.read_image(source)
+        if not args.no_classify:
+            _print_scores(path, api.classify(image, classifier=args.classifier, **_options(args, _MODEL_OPTIONS)))
+        with tqdm(desc=f"restoring {source.name}", unit="step", leave=False, disable=args.quiet) as bar:
+            def progress(done: int, total: int) -> None:
+                bar.total = total
+                bar.update(done - bar.n)
+
+            restored = api.restore(image, restorer=restorer, progress=progress, **options)
+        target = imagefiles.write_image(_output_path(source, args.output, len(args.images) > 1), restored)
+        print(f"  -> {target}")
+        if args.side_by_side:
+            compare = imagefiles.write_image(
+                target.with_name(f"{target.stem}_compare.png"), imagefiles.side_by_side(image, restored)
+            )
+            print(f"  -> {compare} (input | restored)")
+    return 0
+
+
+def _default_restorer(model: Optional[str]) -> str:
+    """The restorer a model prefers (the built-in ``daclip`` one unless its spec says otherwise)."""
+    from . import api, weights
+
+    if model is None:
+        return api.DEFAULT_RESTORER
+    return getattr(weights.get_model(model), "restorer", None) or api.DEFAULT_RESTORER
+
+
+def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", help="named model (see `daclip models`)")
+    parser.add_argument("--daclip-path", metavar="FILE", help="use this DA-CLIP checkpoint instead of the model's")
+    parser.add_argument("--unet-path", metavar="FILE", help="use this UNet checkpoint instead of the model's")
+    parser.add_argument("--device", help="auto (default), cpu, cuda, mps")
+    parser.add_argument("--download", action="store_true", default=None, help="download missing weights first")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="daclip",
@@ -89,6 +186,45 @@ def build_parser() -> argparse.ArgumentParser:
     download.add_argument("name", metavar="NAME", help="model name (see `daclip models`)")
     download.add_argument("--dir", metavar="DIR", help="download into this folder instead of the Hugging Face cache")
     download.set_defaults(run=cmd_download)
+    train = commands.add_parser("train", help=cmd_train.__doc__)
+    train.add_argument("stage", choices=("daclip", "irsde", "direct"), help="what to train")
+    train.add_argument("--out", required=True, metavar="DIR", help="folder for the models, state, log and provenance.json")
+    train.add_argument("--preset", choices=("cpu", "gpu"), help="defaults of the options below (default: cpu)")
+    train.add_argument("--steps", type=int, help="total training steps (counted across --resume)")
+    train.add_argument("--max-minutes", type=float, help="total training time (counted across --resume)")
+    train.add_argument("--batch", type=int, help="samples per step")
+    train.add_argument("--patch", type=int, help="UNet training patch size (irsde, direct)")
+    train.add_argument("--lr", type=float, help="peak learning rate")
+    train.add_argument("--workers", type=int, help="data loader processes")
+    train.add_argument("--device", help="auto (default), cpu, cuda, cuda:1, ...")
+    train.add_argument("--seed", type=int, help="random seed (default 0)")
+    train.add_argument("--resume", action="store_true", help="continue from DIR/STAGE_state.pt")
+    train.add_argument("--daclip", metavar="FILE", help="the trained DA-CLIP (default: DIR/daclip_tiny.pt)")
+    train.add_argument("--checkpoint-every", type=int, metavar="N", help="save the training state every N steps")
+    train.add_argument("--eval-per-class", type=int, metavar="N", help="held-out evaluation crops per degradation")
+    train.add_argument("--eval-size", type=int, metavar="PX", help="held-out evaluation crop size (irsde, direct)")
+    train.set_defaults(run=cmd_train)
+    classify = commands.add_parser("classify", help=cmd_classify.__doc__)
+    classify.add_argument("images", nargs="+", metavar="IMAGE")
+    classify.add_argument("--classifier", default="daclip", help="classifier name (see `daclip plugins`)")
+    _add_model_arguments(classify)
+    classify.add_argument("--prompts", metavar="A,B,...", help="score these comma-separated prompts instead")
+    classify.add_argument("--json", action="store_true", help="print all probabilities as JSON")
+    classify.set_defaults(run=cmd_classify)
+    restore = commands.add_parser("restore", help=cmd_restore.__doc__)
+    restore.add_argument("images", nargs="+", metavar="IMAGE")
+    restore.add_argument("-o", "--output", metavar="PATH", help="output file, or folder for several images")
+    restore.add_argument("--restorer", help="restorer name (default: the model's preferred one)")
+    restore.add_argument("--classifier", default="daclip", help="classifier for the printed probabilities")
+    _add_model_arguments(restore)
+    restore.add_argument("--sampler", help="posterior (default) or sde")
+    restore.add_argument("--seed", type=int, help="random seed (default 0: reproducible)")
+    restore.add_argument("--tile-size", type=int, help="process in tiles of this size (0: never)")
+    restore.add_argument("--precision", help="fp32 (default); on GPUs also tf32, bf16, fp16")
+    restore.add_argument("--side-by-side", action="store_true", help="also write NAME_compare.png (input | output)")
+    restore.add_argument("--no-classify", action="store_true", help="do not print degradation probabilities")
+    restore.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    restore.set_defaults(run=cmd_restore)
     return parser
 
 
@@ -103,6 +239,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except DaclipError as exc:
         print(f"daclip: error: {exc}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print("daclip: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -140,3 +140,26 @@ def test_invalid_restorer_output_is_caught(install_plugin, fresh_plugins):
     fresh_plugins.reload_plugins()
     with pytest.raises(daclip_plugin.DaclipError, match="'sloppy' returned an invalid result"):
         daclip_plugin.restore(np.zeros((4, 4, 3), np.uint8), restorer="sloppy")
+
+
+def test_options_a_component_does_not_take_are_named(install_plugin, fresh_plugins):
+    install_plugin(
+        "strict",
+        """
+        from daclip_plugin import Restorer, hookimpl
+
+        class Strict(Restorer):
+            name = "strict"
+            def restore(self, image, *, progress=None, should_stop=None, strength=1.0):
+                return image
+
+        @hookimpl
+        def register_restorers(register):
+            register(Strict())
+        """,
+    )
+    fresh_plugins.reload_plugins()
+    image = np.zeros((4, 4, 3), np.uint8)
+    daclip_plugin.restore(image, restorer="strict", strength=2.0)
+    with pytest.raises(UnknownNameError, match=r"restorer 'strict' does not take option\(s\) sampler, seed; it takes: progress, should_stop, strength"):
+        daclip_plugin.restore(image, restorer="strict", seed=1, sampler="sde")
