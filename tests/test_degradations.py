@@ -255,3 +255,16 @@ def test_random_crops():
     np.testing.assert_array_equal(crops, deg.random_crops(images, 16, 6, np.random.default_rng(0)))
     with pytest.raises(ValueError):
         deg.random_crops([], 16, 1, np.random.default_rng(0))
+
+
+def test_dead_leaves_images_are_seeded_varied_and_in_range():
+    from daclip_plugin.degradations import dead_leaves
+
+    first = dead_leaves(48, np.random.default_rng(3))
+    assert first.shape == (48, 48, 3) and first.dtype == np.float32
+    assert 0 <= first.min() and first.max() <= 1
+    np.testing.assert_array_equal(first, dead_leaves(48, np.random.default_rng(3)))
+    other = dead_leaves(48, np.random.default_rng(4))
+    assert np.abs(first - other).mean() > 0.05
+    # many distinct regions, not a flat background
+    assert len(np.unique((first * 32).astype(int).reshape(-1, 3), axis=0)) > 20
