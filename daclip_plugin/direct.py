@@ -1,0 +1,183 @@
+"""A direct (one network call) restorer built from DA-CLIP and the conditional UNet.
+
+The IR-SDE restorer needs 100 UNet passes and a well-trained noise predictor; at the small
+scale of the embedded model a *direct* restorer is far more effective: the same
+:class:`~daclip_plugin.unet.ConditionalUNet` architecture, conditioned on the same DA-CLIP
+contexts, trained to output the restored image in one call.
+
+Convention (shared by training and inference, see :func:`direct_restore`)::
+
+    restored = lq + unet(xt=lq, cond=lq, time=DIRECT_TIME,
+                         text_context=degra_context, image_context=image_context)
+
+The UNet's first input channels (``xt - cond``) are then zero and it predicts the residual
+``gt - lq``; ``DIRECT_TIME`` is the constant timestep ``0``. The contexts are DA-CLIP's
+content and degradation features of the whole low-quality image (``encode_image(...,
+control=True)``, unnormalised), exactly as the IR-SDE pipeline computes them.
+"""
+
+from __future__ import annotations
+
+import functools
+import warnings
+from pathlib import Path
+from typing import Optional, Sequence, Union
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from . import checkpoints, tiling
+from .daclip_model import DEGRADATIONS, DaCLIP, DegradationClassifier, DegradationEstimate
+from .errors import Cancelled, DaclipError, InvalidImageError
+from .interfaces import ProgressCallback, StopCallback
+from .unet import ConditionalUNet
+
+#: The timestep the direct restorer passes to the UNet (a constant: there is no diffusion).
+DIRECT_TIME = 0
+#: Images with a side longer than this are restored in tiles unless told otherwise.
+AUTO_TILE_THRESHOLD = 1024
+DEFAULT_TILE = 512
+DEFAULT_OVERLAP = 64
+
+
+def direct_restore(
+    unet: ConditionalUNet,
+    lq: Tensor,
+    degra_context: Optional[Tensor],
+    image_context: Optional[Tensor],
+) -> Tensor:
+    """The direct restorer's output for a batch ``lq`` (B, 3, H, W): ``lq`` + predicted residual.
+
+    Not clamped (training takes its L1 loss on this); :class:`DirectRestorer` clamps to [0, 1].
+    """
+    residual = unet(lq, lq, DIRECT_TIME, text_context=degra_context, image_context=image_context)
+    return lq + residual.to(lq.dtype)
+
+
+def _to_uint8(rgb: np.ndarray) -> np.ndarray:
+    return np.rint(np.clip(rgb, 0.0, 1.0) * 255).astype(np.uint8)
+
+
+class DirectRestorer:
+    """DA-CLIP contexts + one conditional-UNet pass: ``restore(rgb) -> rgb``.
+
+    Images are ``float32`` ``(H, W, 3)`` RGB arrays in ``[0, 1]``. ``classify`` gives the
+    DA-CLIP degradation probabilities of the same pass.
+    """
+
+    name = "daclip-direct"
+    description = "DA-CLIP-conditioned UNet, one pass (the small embedded model's fast restorer)"
+
+    def __init__(self, daclip: DaCLIP, unet: ConditionalUNet, prompts: Sequence[str] = DEGRADATIONS):
+        self.daclip = daclip.eval()
+        self.unet = unet.eval()
+        self.classifier = DegradationClassifier(self.daclip, tuple(prompts))
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.unet.parameters()).device
+
+    def estimate(self, rgb: np.ndarray) -> DegradationEstimate:
+        """One DA-CLIP pass: degradation probabilities and the UNet's contexts."""
+        _check_rgb(rgb)
+        return self.classifier.estimate(_to_uint8(rgb))
+
+    def classify(self, rgb: np.ndarray) -> dict[str, float]:
+        """Probability of each degradation prompt."""
+        return self.estimate(rgb).as_dict()
+
+    @torch.no_grad()
+    def restore(
+        self,
+        rgb: np.ndarray,
+        *,
+        tile_size: Optional[int] = None,
+        tile_overlap: int = DEFAULT_OVERLAP,
+        progress: Optional[ProgressCallback] = None,
+        should_stop: Optional[StopCallback] = None,
+        **options,
+    ) -> np.ndarray:
+        """Restore ``rgb`` in one UNet pass; returns a ``float32`` image in ``[0, 1]``.
+
+        ``tile_size`` bounds the UNet's input (``None``: tiles of 512 only for images with a
+        side over 1024 px; ``0``: never). ``progress(1, 1)`` is called when done;
+        ``should_stop()`` is polled before the network runs. Other options are ignored.
+        """
+        if should_stop is not None and should_stop():
+            raise Cancelled("stopped before DA-CLIP ran")
+        estimate = self.estimate(rgb)
+        if tile_size is None:
+            tile_size = DEFAULT_TILE if max(rgb.shape[:2]) > AUTO_TILE_THRESHOLD else 0
+        if tile_size and tile_size <= tile_overlap:
+            raise DaclipError(f"tile_size ({tile_size}) must be larger than tile_overlap ({tile_overlap})")
+        if should_stop is not None and should_stop():
+            raise Cancelled("stopped before the UNet ran")
+        dtype = next(self.unet.parameters()).dtype
+        lq = torch.from_numpy(np.ascontiguousarray(rgb, dtype=np.float32)).permute(2, 0, 1)[None]
+        lq = lq.to(self.device, dtype)
+        degra = estimate.degra_context.to(dtype)
+        content = estimate.image_context.to(dtype)
+
+        def residual(x: Tensor, _cond: Tensor) -> Tensor:
+            return direct_restore(self.unet, x, degra, content) - x
+
+        if tile_size:
+            out = lq + tiling.apply_tiled(residual, lq, lq, tile_size, tile_overlap)
+        else:
+            out = direct_restore(self.unet, lq, degra, content)
+        if progress is not None:
+            progress(1, 1)
+        return out.clamp(0, 1)[0].permute(1, 2, 0).float().cpu().numpy()
+
+
+def _check_rgb(rgb: np.ndarray) -> None:
+    if not isinstance(rgb, np.ndarray) or rgb.ndim != 3 or rgb.shape[-1] != 3 or rgb.size == 0:
+        shape = getattr(rgb, "shape", None)
+        raise InvalidImageError(f"expected a non-empty (H, W, 3) RGB image, got shape {shape}")
+    if not np.isfinite(rgb).all():
+        raise InvalidImageError("the image has NaN or infinite values")
+
+
+def _file_key(path: Union[str, Path]) -> tuple[str, float, int]:
+    path = Path(path)
+    if not path.is_file():
+        raise DaclipError(f"checkpoint file not found: {path}")
+    stat = path.stat()
+    return str(path.resolve()), stat.st_mtime, stat.st_size
+
+
+def load_daclip_quietly(path: Union[str, Path], device="cpu") -> DaCLIP:
+    """:func:`checkpoints.load_daclip` without the attention-heads warning.
+
+    The embedded models use the heads the loader assumes (64-wide), so the warning that the
+    heads cannot be read from the tensors is noise for them.
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*number of attention heads cannot be read.*")
+        return checkpoints.load_daclip(path, device=device)
+
+
+@functools.lru_cache(maxsize=2)
+def _cached_models(daclip_key: tuple, unet_key: tuple, device: str) -> tuple[DaCLIP, ConditionalUNet]:
+    return load_daclip_quietly(daclip_key[0], device=device), checkpoints.load_unet(unet_key[0], device=device)
+
+
+def load_direct_restorer(
+    daclip_path: Union[str, Path],
+    unet_path: Union[str, Path],
+    *,
+    device: Union[str, torch.device, None] = "auto",
+    prompts: Sequence[str] = DEGRADATIONS,
+) -> DirectRestorer:
+    """The direct restorer for a DA-CLIP file and a UNet file (any dtype on disk; fp32 in memory).
+
+    Both load strictly through :mod:`daclip_plugin.checkpoints` (architectures inferred from
+    the tensors or a sidecar ``.json``). Loaded models are kept for reuse, keyed by file
+    (path, size, modification time) and device.
+    """
+    from .pipeline import select_device
+
+    device = str(select_device(device))
+    daclip, unet = _cached_models(_file_key(daclip_path), _file_key(unet_path), device)
+    return DirectRestorer(daclip, unet, prompts)

@@ -1,0 +1,848 @@
+"""Train the small embedded DA-CLIP models: a DA-CLIP, an IR-SDE UNet and a direct restorer.
+
+Three stages, run in this order (``daclip train STAGE ...``, or :func:`train`):
+
+``daclip``
+    A tiny DA-CLIP from scratch (text tower, image tower and controller). Each sample is a
+    random crop of a clean training photograph (random size, scale and flip/rotation), a
+    random degradation type with random parameters (:mod:`daclip_plugin.degradations`),
+    and the CLIP preprocessing of inference (:func:`~daclip_plugin.daclip_model.preprocess`
+    on the uint8 crops). Loss: cross-entropy of the controller's degradation features against
+    the text features of the ten degradation names (learned logit scale), plus a cosine loss
+    pulling the content features of the degraded crop (with control) to the stop-gradient
+    features of the clean crop (plain image tower), plus a symmetric InfoNCE term between
+    the two across the batch so that content features do not collapse.
+``irsde``
+    The conditional UNet with the official IR-SDE objective (max_sigma 50, T 100, cosine,
+    eps 0.005): ``t`` uniform in 1..T, ``x_t`` drawn from the forward process around
+    ``(gt, mu=lq)``, the UNet predicts the noise, and the L1 distance between the mean of
+    the reverse-SDE step it implies and the optimal reverse step (``posterior_mean``) is
+    minimised. Conditioned on the frozen DA-CLIP's contexts of the low-quality image.
+``direct``
+    The same UNet architecture and contexts, trained as a one-call restorer with an L1 loss
+    on the restored image (convention in :mod:`daclip_plugin.direct`).
+
+The UNet stages degrade a *context crop* (the same random sizes as the DA-CLIP stage),
+compute the DA-CLIP contexts from all of it (as inference does from the whole image) and
+train on a random ``patch`` x ``patch`` window of it; the official code computes them
+from the training patch itself.
+
+Every sample is a pure function of ``(seed, stage, sample index)``, drawn in DataLoader
+workers: the data stream does not depend on the number of workers and resumes exactly.
+A stage stops after ``steps`` steps or ``max_minutes`` of training (counted across resumes,
+like ``steps``), whichever comes first; the learning rate follows a linear warm-up and a
+cosine decay over that horizon. It checkpoints every ``checkpoint_every`` steps (and at the
+end) to ``<out>/<stage>_state.pt`` (``resume=True`` continues from it), appends loss lines
+to ``<out>/train_log.jsonl``, writes the model in the official layout with
+:func:`checkpoints.save_daclip` / :func:`checkpoints.save_unet` (float16 by default: the
+three files fit in 25 MB), evaluates it on held-out images and records everything in
+``<out>/provenance.json``.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import math
+import os
+import platform
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator, Mapping, Optional, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch import Tensor, nn
+
+from . import checkpoints, degradations
+from .daclip_model import DEGRADATIONS, DaCLIP, DegradationClassifier, preprocess, tokenize
+from .direct import direct_restore, load_daclip_quietly
+from .errors import DaclipError
+from .pipeline import OFFICIAL_SDE
+from .sde import IRSDESchedule, sample_posterior
+from .unet import ConditionalUNet
+
+STAGES = ("daclip", "irsde", "direct")
+
+#: The embedded DA-CLIP: 64-wide heads in both towers (what the checkpoint loader assumes
+#: without a sidecar), 112 px input, 49 patches of 16 px; 5.2 M parameters, 10.5 MB in fp16.
+TINY_CLIP_CFG = {
+    "embed_dim": 64,
+    "vision_cfg": {"image_size": 112, "layers": 4, "width": 128, "patch_size": 16, "head_width": 64},
+    "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 64, "heads": 1, "layers": 3},
+}
+#: The embedded UNets (``context_dim`` is set to the DA-CLIP's ``embed_dim``): 3.0 M
+#: parameters, 6.0 MB in fp16.
+TINY_UNET_CFG = {
+    "in_nc": 3,
+    "out_nc": 3,
+    "nf": 32,
+    "ch_mult": [1, 2, 2, 3],
+    "context_dim": 64,
+    "use_degra_context": True,
+    "use_image_context": True,
+    "scale": 1,
+}
+
+FILE_NAMES = {"daclip": "daclip_tiny.pt", "irsde": "irsde_tiny.pth", "direct": "direct_tiny.pth"}
+LOG_NAME = "train_log.jsonl"
+PROVENANCE_NAME = "provenance.json"
+_STAGE_CODES = {"daclip": 1, "irsde": 2, "direct": 3, "eval": 99}
+
+#: Defaults per preset and stage. ``cpu``: minutes on two cores; ``gpu``: one H100.
+PRESETS: dict[str, dict[str, dict[str, Any]]] = {
+    "cpu": {
+        "daclip": {"steps": 200, "batch": 16, "lr": 1e-3, "workers": 0, "eval_per_class": 10},
+        "irsde": {"steps": 200, "batch": 8, "patch": 48, "lr": 5e-4, "workers": 0, "eval_per_class": 1, "eval_size": 64},
+        "direct": {"steps": 200, "batch": 8, "patch": 48, "lr": 5e-4, "workers": 0, "eval_per_class": 2, "eval_size": 64},
+    },
+    "gpu": {
+        "daclip": {"max_minutes": 2.0, "batch": 128, "lr": 1e-3, "workers": 14, "eval_per_class": 40},
+        "irsde": {"max_minutes": 2.0, "batch": 32, "patch": 96, "lr": 5e-4, "workers": 14, "eval_per_class": 4, "eval_size": 128},
+        "direct": {"max_minutes": 2.25, "batch": 32, "patch": 96, "lr": 5e-4, "workers": 14, "eval_per_class": 4, "eval_size": 128},
+    },
+}
+
+
+@dataclass
+class TrainConfig:
+    """Everything one stage needs. ``None`` fields take the preset's value for the stage."""
+
+    stage: str
+    out: Path
+    preset: str = "cpu"
+    steps: Optional[int] = None
+    max_minutes: Optional[float] = None
+    batch: Optional[int] = None
+    patch: Optional[int] = None
+    lr: Optional[float] = None
+    workers: Optional[int] = None
+    device: str = "auto"
+    seed: int = 0
+    resume: bool = False
+    daclip: Optional[Path] = None
+    crop_min: int = 112
+    crop_max: int = 176
+    scale_min: float = 0.5
+    warmup: int = 100
+    weight_decay: Optional[float] = None
+    grad_clip: float = 1.0
+    checkpoint_every: int = 500
+    log_every: int = 25
+    print_seconds: float = 15.0
+    eval_per_class: Optional[int] = None
+    eval_size: Optional[int] = None
+    save_dtype: str = "float16"
+    amp: bool = True
+    clip_cfg: dict = field(default_factory=lambda: copy.deepcopy(TINY_CLIP_CFG))
+    unet_cfg: dict = field(default_factory=lambda: copy.deepcopy(TINY_UNET_CFG))
+    command: Optional[list] = None
+    quiet: bool = False
+
+    def __post_init__(self) -> None:
+        if self.stage not in STAGES:
+            raise DaclipError(f"unknown training stage {self.stage!r}; choose one of {', '.join(STAGES)}")
+        if self.preset not in PRESETS:
+            raise DaclipError(f"unknown preset {self.preset!r}; choose one of {', '.join(PRESETS)}")
+        self.out = Path(self.out)
+        for key, value in PRESETS[self.preset][self.stage].items():
+            if getattr(self, key) is None:
+                setattr(self, key, value)
+        if self.patch is None:
+            self.patch = 48
+        if self.eval_size is None:
+            self.eval_size = 128
+        if self.weight_decay is None:
+            self.weight_decay = 0.05 if self.stage == "daclip" else 0.0
+        if self.eval_per_class is None:
+            self.eval_per_class = 0
+        if self.steps is not None and self.steps < 0:
+            raise DaclipError("--steps must be >= 0")
+        if not 1 <= self.crop_min <= self.crop_max:
+            raise DaclipError(f"need 1 <= crop_min <= crop_max, got {self.crop_min}, {self.crop_max}")
+        if self.stage != "daclip" and self.patch > self.crop_min:
+            raise DaclipError(f"the patch ({self.patch}) must not exceed the smallest context crop ({self.crop_min})")
+        if self.save_dtype not in ("float16", "float32"):
+            raise DaclipError("save_dtype must be float16 or float32")
+
+    def file(self, stage: Optional[str] = None) -> Path:
+        return self.out / FILE_NAMES[stage or self.stage]
+
+    def state_file(self) -> Path:
+        return self.out / f"{self.stage}_state.pt"
+
+    def daclip_file(self) -> Path:
+        return Path(self.daclip) if self.daclip is not None else self.file("daclip")
+
+    def to_json(self) -> dict:
+        data = asdict(self)
+        data["out"] = str(self.out)
+        data["daclip"] = None if self.daclip is None else str(self.daclip)
+        return data
+
+
+# ---------------------------------------------------------------------------------- data
+
+
+def _to_uint8(rgb: np.ndarray) -> np.ndarray:
+    return np.rint(np.clip(rgb, 0.0, 1.0) * 255).astype(np.uint8)
+
+
+def _resize(image: np.ndarray, size: int) -> np.ndarray:
+    """Bicubic resize of a float RGB image to ``size`` x ``size``, clipped to [0, 1]."""
+    channels = [
+        np.asarray(Image.fromarray(np.ascontiguousarray(image[..., c]), "F").resize((size, size), Image.Resampling.BICUBIC))
+        for c in range(3)
+    ]
+    return np.clip(np.stack(channels, -1), 0.0, 1.0).astype(np.float32)
+
+
+def _chw(image: np.ndarray) -> Tensor:
+    return torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1), dtype=np.float32))
+
+
+def random_crop(images: Sequence[np.ndarray], rng: np.random.Generator, crop_min: int, crop_max: int, scale_min: float) -> np.ndarray:
+    """A random square crop of side ``crop_min..crop_max``, zoomed out by a random factor in
+    ``[scale_min, 1]`` (the region taken is ``side / factor`` wide, bounded by the image, and
+    resized to ``side``), with a random flip / 90-degree rotation."""
+    image = images[int(rng.integers(len(images)))]
+    h, w = image.shape[:2]
+    side = int(rng.integers(crop_min, crop_max + 1))
+    scale = float(rng.uniform(scale_min, 1.0))
+    region = min(int(round(side / scale)), h, w)
+    y, x = int(rng.integers(0, h - region + 1)), int(rng.integers(0, w - region + 1))
+    crop = image[y : y + region, x : x + region]
+    if region != side:
+        crop = _resize(crop, side)
+    crop = np.rot90(crop, int(rng.integers(4)))
+    if rng.integers(2):
+        crop = crop[:, ::-1]
+    return np.ascontiguousarray(crop, dtype=np.float32)
+
+
+class DegradationSamples(torch.utils.data.Dataset):
+    """Synthetic training samples; sample ``k`` depends only on ``(seed, stage, k)``.
+
+    Each item is a dict of tensors: ``label`` (degradation index in :data:`DEGRADATIONS`),
+    ``lq_clip`` (the CLIP input of the degraded crop, ``(3, R, R)``), for the ``daclip``
+    stage also ``gt_clip`` (that of the clean crop), for the UNet stages ``lq``/``gt``
+    (a ``patch`` window, ``(3, P, P)`` in [0, 1]), and for ``irsde`` also ``t`` (1..T)
+    and ``noise`` (standard normal, ``(3, P, P)``).
+    """
+
+    def __init__(
+        self,
+        images: Sequence[np.ndarray],
+        *,
+        stage: str,
+        seed: int,
+        clip_size: int,
+        crop_min: int,
+        crop_max: int,
+        scale_min: float = 0.5,
+        patch: Optional[int] = None,
+        T: int = OFFICIAL_SDE["T"],
+    ):
+        self.images = [np.asarray(image, dtype=np.float32) for image in images]
+        self.stage, self.seed, self.clip_size = stage, int(seed), int(clip_size)
+        self.crop_min, self.crop_max, self.scale_min = int(crop_min), int(crop_max), float(scale_min)
+        self.patch, self.T = patch, int(T)
+
+    def __len__(self) -> int:
+        return 2**62
+
+    def __getitem__(self, index: int) -> dict[str, Tensor]:
+        rng = np.random.default_rng([self.seed, _STAGE_CODES[self.stage], int(index)])
+        label = int(rng.integers(len(DEGRADATIONS)))
+        clean = random_crop(self.images, rng, self.crop_min, self.crop_max, self.scale_min)
+        lq = degradations.degrade(clean, DEGRADATIONS[label], rng)
+        item = {"label": torch.tensor(label), "lq_clip": preprocess(_to_uint8(lq), self.clip_size)[0]}
+        if self.stage == "daclip":
+            item["gt_clip"] = preprocess(_to_uint8(clean), self.clip_size)[0]
+            return item
+        side, patch = clean.shape[0], self.patch
+        y, x = int(rng.integers(0, side - patch + 1)), int(rng.integers(0, side - patch + 1))
+        item["gt"] = _chw(clean[y : y + patch, x : x + patch])
+        item["lq"] = _chw(lq[y : y + patch, x : x + patch])
+        if self.stage == "irsde":
+            item["t"] = torch.tensor(int(rng.integers(1, self.T + 1)))
+            item["noise"] = torch.from_numpy(rng.standard_normal((3, patch, patch), dtype=np.float32))
+        return item
+
+
+class _IndexStream(torch.utils.data.Sampler):
+    """Sample indices ``start, start + 1, ...`` without end."""
+
+    def __init__(self, start: int):
+        self.start = start
+
+    def __iter__(self) -> Iterator[int]:
+        index = self.start
+        while True:
+            yield index
+            index += 1
+
+
+def _worker_init(_worker_id: int) -> None:
+    torch.set_num_threads(1)
+
+
+def batches(dataset: DegradationSamples, batch: int, start_step: int, workers: int, pin: bool = False):
+    """Batches of ``dataset`` for steps ``start_step, start_step + 1, ...`` (step ``s`` holds
+    samples ``s * batch .. (s + 1) * batch - 1``)."""
+    return torch.utils.data.DataLoader(
+        dataset,
+        batch_size=batch,
+        sampler=_IndexStream(start_step * batch),
+        num_workers=workers,
+        pin_memory=pin,
+        worker_init_fn=_worker_init if workers else None,
+        prefetch_factor=4 if workers else None,
+        persistent_workers=False,
+    )
+
+
+def train_images() -> tuple[list[np.ndarray], dict]:
+    """The clean training photographs and a description of them for the provenance."""
+    images = degradations.clean_images("train")
+    try:
+        import skimage
+
+        version = skimage.__version__
+    except Exception:  # pragma: no cover - skimage is needed by clean_images anyway
+        version = None
+    info = {
+        "source": "skimage.data (degradations.clean_images('train'))",
+        "scikit_image": version,
+        "images": {name: list(image.shape) for name, image in images.items()},
+    }
+    return list(images.values()), info
+
+
+# ---------------------------------------------------------------------------------- losses
+
+
+def daclip_losses(model: DaCLIP, batch: Mapping[str, Tensor], text_tokens: Tensor) -> dict[str, Tensor]:
+    """The DA-CLIP stage's loss terms and the batch's degradation accuracy."""
+    text = model.encode_text(text_tokens, normalize=True)
+    content, degra = model.encode_image(batch["lq_clip"], control=True)
+    clean = model.encode_image(batch["gt_clip"])
+    label = batch["label"]
+    logits = model.logit_scale.exp().clamp(max=100) * F.normalize(degra, dim=-1) @ text.T
+    ce = F.cross_entropy(logits, label)
+    content, clean = F.normalize(content, dim=-1), F.normalize(clean, dim=-1)
+    cosine = (1 - (content * clean.detach()).sum(-1)).mean()
+    sim = model.clip.logit_scale.exp().clamp(max=100) * content @ clean.T
+    target = torch.arange(sim.shape[0], device=sim.device)
+    nce = 0.5 * (F.cross_entropy(sim, target) + F.cross_entropy(sim.T, target))
+    accuracy = (logits.argmax(-1) == label).float().mean()
+    return {"loss": ce + cosine + nce, "ce": ce, "cos": cosine, "nce": nce, "acc": accuracy}
+
+
+class SDETable:
+    """The IR-SDE coefficients by timestep as tensors, for batches with one ``t`` per sample."""
+
+    def __init__(self, schedule: IRSDESchedule, device="cpu"):
+        ts = range(1, schedule.T + 1)
+        coefficients = [schedule.posterior_coefficients(t) for t in ts]
+        pad = [0.0]
+        as_tensor = lambda values: torch.tensor(values, dtype=torch.float32, device=device)  # noqa: E731
+        self.schedule = schedule
+        self.a = as_tensor(pad + [a for a, _ in coefficients])
+        self.b = as_tensor(pad + [b for _, b in coefficients])
+        self.decay = torch.exp(-schedule.thetas_cumsum * schedule.dt).to(device)
+        self.sigma_bar = schedule.sigma_bars.to(device)
+        self.theta = schedule.thetas.to(device)
+        self.sigma2 = (schedule.sigmas**2).to(device)
+        self.dt = schedule.dt
+
+    def _at(self, values: Tensor, t: Tensor) -> Tensor:
+        return values[t][:, None, None, None]
+
+    def forward_state(self, gt: Tensor, mu: Tensor, t: Tensor, noise: Tensor) -> Tensor:
+        """``x_t = mu + (gt - mu) exp(-thetas_cumsum[t] dt) + sigma_bar[t] noise``."""
+        return mu + (gt - mu) * self._at(self.decay, t) + self._at(self.sigma_bar, t) * noise
+
+    def reverse_mean(self, x: Tensor, noise_pred: Tensor, mu: Tensor, t: Tensor) -> Tensor:
+        """Mean of the reverse-SDE step from ``x_t`` given the predicted noise (no dispersion)."""
+        score = -noise_pred / self._at(self.sigma_bar, t)
+        drift = (self._at(self.theta, t) * (mu - x) - self._at(self.sigma2, t) * score) * self.dt
+        return x - drift
+
+    def optimum(self, x: Tensor, gt: Tensor, mu: Tensor, t: Tensor) -> Tensor:
+        """The optimal reverse step: mean of ``x_{t-1}`` given ``x_t`` and ``x_0 = gt``."""
+        return self._at(self.a, t) * (x - mu) + self._at(self.b, t) * (gt - mu) + mu
+
+
+def irsde_loss(unet: ConditionalUNet, table: SDETable, batch: Mapping[str, Tensor], contexts, autocast) -> dict[str, Tensor]:
+    """The official IR-SDE matching loss: L1(reverse-SDE step mean, optimal reverse step)."""
+    gt, mu, t = batch["gt"], batch["lq"], batch["t"]
+    x = table.forward_state(gt, mu, t, batch["noise"])
+    with autocast():
+        noise_pred = unet(x, mu, t, text_context=contexts[1], image_context=contexts[0])
+    loss = F.l1_loss(table.reverse_mean(x, noise_pred.float(), mu, t), table.optimum(x, gt, mu, t))
+    return {"loss": loss}
+
+
+def direct_loss(unet: ConditionalUNet, batch: Mapping[str, Tensor], contexts, autocast) -> dict[str, Tensor]:
+    """L1 loss of the direct restorer's output against the clean patch."""
+    with autocast():
+        restored = direct_restore(unet, batch["lq"], contexts[1], contexts[0])
+    loss = F.l1_loss(restored.float(), batch["gt"])
+    return {"loss": loss, "l1_in": F.l1_loss(batch["lq"], batch["gt"])}
+
+
+# ------------------------------------------------------------------------------ utilities
+
+
+def _select_device(name: str) -> torch.device:
+    from .pipeline import select_device
+
+    device = select_device(name)
+    if device.type == "mps":  # not tested for training
+        return torch.device("cpu")
+    return device
+
+
+def _lr_factor(step: int, progress: float, warmup: int, final: float = 0.01) -> float:
+    warm = min(1.0, (step + 1) / warmup) if warmup > 0 else 1.0
+    cosine = final + (1 - final) * 0.5 * (1 + math.cos(math.pi * min(max(progress, 0.0), 1.0)))
+    return warm * cosine
+
+
+def _param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
+    decay, no_decay, seen = [], [], set()
+    for name, param in model.named_parameters():
+        if not param.requires_grad or id(param) in seen:
+            continue
+        seen.add(id(param))
+        if param.ndim >= 2 and "embedding" not in name and weight_decay > 0:
+            decay.append(param)
+        else:
+            no_decay.append(param)
+    groups = [{"params": no_decay, "weight_decay": 0.0}]
+    if decay:
+        groups.append({"params": decay, "weight_decay": weight_decay})
+    return groups
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _to_device(batch: Mapping[str, Tensor], device: torch.device) -> dict[str, Tensor]:
+    return {key: value.to(device, non_blocking=True) for key, value in batch.items()}
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = float(np.mean((np.asarray(a, np.float64) - np.asarray(b, np.float64)) ** 2))
+    return float("inf") if mse == 0 else 10 * math.log10(1.0 / mse)
+
+
+def save_model(model: nn.Module, path: Path, dtype: str = "float16") -> None:
+    """Write a DA-CLIP or UNet in the official layout, cast to ``dtype`` (a copy; aliases kept)."""
+    copy_ = copy.deepcopy(model).to("cpu", getattr(torch, dtype))
+    if isinstance(copy_, DaCLIP):
+        checkpoints.save_daclip(copy_, path)
+    else:
+        checkpoints.save_unet(copy_, path)
+
+
+class _Log:
+    """JSON-lines log of losses and events, plus throttled progress lines on stdout."""
+
+    def __init__(self, path: Path, stage: str, quiet: bool, print_seconds: float):
+        self.path, self.stage, self.quiet, self.print_seconds = path, stage, quiet, print_seconds
+        self._last_print = -math.inf
+
+    def write(self, record: dict) -> None:
+        with open(self.path, "a") as handle:
+            handle.write(json.dumps({"stage": self.stage, **record}) + "\n")
+
+    def say(self, message: str, force: bool = True) -> None:
+        now = time.monotonic()
+        if self.quiet or (not force and now - self._last_print < self.print_seconds):
+            return
+        self._last_print = now
+        print(f"[{self.stage}] {message}", flush=True)
+
+
+# -------------------------------------------------------------------------------- models
+
+
+def build_daclip(clip_cfg: dict) -> DaCLIP:
+    return DaCLIP(copy.deepcopy(clip_cfg))
+
+
+def build_unet(unet_cfg: dict, context_dim: int) -> ConditionalUNet:
+    cfg = {**unet_cfg, "context_dim": context_dim}
+    return ConditionalUNet(**cfg)
+
+
+def _context_dim(model: DaCLIP) -> int:
+    return int(model.clip.text_projection.shape[1])
+
+
+# ---------------------------------------------------------------------------------- eval
+
+
+def eval_pairs(per_class: int, size: int, seed: int, crop_min: Optional[int] = None, crop_max: Optional[int] = None):
+    """Held-out pairs ``(gt, lq, label)`` from ``clean_images("eval")``, ``per_class`` per type.
+
+    Crops are ``size`` px square, or of random size in ``crop_min..crop_max`` when given.
+    """
+    images = list(degradations.clean_images("eval").values())
+    pairs = []
+    for label, name in enumerate(DEGRADATIONS):
+        for k in range(per_class):
+            rng = np.random.default_rng([seed, _STAGE_CODES["eval"], label, k])
+            low, high = (crop_min, crop_max) if crop_min is not None else (size, size)
+            clean = random_crop(images, rng, low, high, 1.0)
+            pairs.append((clean, degradations.degrade(clean, name, rng), label))
+    return pairs
+
+
+@torch.no_grad()
+def evaluate_daclip(model: DaCLIP, pairs, batch: int = 256) -> dict:
+    """Degradation classification accuracy (the zero-shot classifier of inference) on ``pairs``."""
+    model.eval()
+    classifier = DegradationClassifier(model, DEGRADATIONS)
+    predictions = []
+    for start in range(0, len(pairs), batch):
+        chunk = pairs[start : start + batch]
+        x = torch.cat([preprocess(_to_uint8(lq), model.image_size) for _, lq, _ in chunk])
+        predictions += classifier.probabilities(x).argmax(-1).tolist()
+    labels = [label for _, _, label in pairs]
+    per_class = {
+        name: float(np.mean([p == i for p, l in zip(predictions, labels) if l == i])) for i, name in enumerate(DEGRADATIONS)
+    }
+    accuracy = float(np.mean([p == l for p, l in zip(predictions, labels)]))
+    return {"accuracy": accuracy, "per_class": per_class, "n": len(pairs), "images": list(degradations.EVAL_IMAGES)}
+
+
+@torch.no_grad()
+def _contexts(daclip: DaCLIP, lq_clip: Tensor) -> tuple[Tensor, Tensor]:
+    content, degra = daclip.encode_image(lq_clip, control=True)
+    return content.float(), degra.float()
+
+
+@torch.no_grad()
+def evaluate_restorer(stage: str, daclip: DaCLIP, unet: ConditionalUNet, pairs, device, seed: int = 0, batch: int = 64) -> dict:
+    """PSNR of the input and of the restored image against the clean one, per degradation."""
+    unet.eval()
+    schedule = IRSDESchedule.from_config(OFFICIAL_SDE)
+    results = []
+    for start in range(0, len(pairs), batch):
+        chunk = pairs[start : start + batch]
+        lq = torch.stack([_chw(lq) for _, lq, _ in chunk]).to(device)
+        clip_in = torch.cat([preprocess(_to_uint8(lq), daclip.image_size) for _, lq, _ in chunk]).to(device)
+        content, degra = _contexts(daclip, clip_in)
+        if stage == "direct":
+            out = direct_restore(unet, lq, degra, content)
+        else:
+            generator = torch.Generator(device=device).manual_seed(seed + start)
+            out = sample_posterior(
+                lambda x, t: unet(x, lq, t, text_context=degra, image_context=content), lq, schedule, generator=generator
+            )
+        out = out.clamp(0, 1).permute(0, 2, 3, 1).cpu().numpy()
+        results += [(label, psnr(lq_, gt), psnr(o, gt)) for (gt, lq_, label), o in zip(chunk, out)]
+    per_class = {}
+    for i, name in enumerate(DEGRADATIONS):
+        rows = [(a, b) for label, a, b in results if label == i]
+        if rows:
+            per_class[name] = {"psnr_in": float(np.mean([a for a, _ in rows])), "psnr_out": float(np.mean([b for _, b in rows]))}
+    return {
+        "psnr_in": float(np.mean([a for _, a, _ in results])) if results else None,
+        "psnr_out": float(np.mean([b for _, _, b in results])) if results else None,
+        "per_class": per_class,
+        "n": len(results),
+        "images": list(degradations.EVAL_IMAGES),
+        "sampler": None if stage == "direct" else f"posterior, T={schedule.T}",
+    }
+
+
+# -------------------------------------------------------------------------------- training
+
+
+def _autocast_factory(device: torch.device, enabled: bool) -> Callable:
+    if device.type == "cuda" and enabled:
+        return lambda: torch.autocast("cuda", dtype=torch.bfloat16)
+    return lambda: torch.autocast(device.type, enabled=False)
+
+
+def _write_provenance(out: Path, stage: str, entry: dict) -> None:
+    path = out / PROVENANCE_NAME
+    data: dict = {}
+    if path.is_file():
+        try:
+            data = json.loads(path.read_text())
+        except ValueError:
+            data = {}
+    data.setdefault("format", 1)
+    data.setdefault("stages", {})[stage] = entry
+    data["updated"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    data["files"] = {s: FILE_NAMES[s] for s in data["stages"]}
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(json.dumps(data, indent=1))
+    os.replace(partial, path)
+
+
+def _environment(device: torch.device) -> dict:
+    import open_clip
+
+    info = {
+        "device": str(device),
+        "torch": torch.__version__,
+        "open_clip": open_clip.__version__,
+        "numpy": np.__version__,
+        "python": platform.python_version(),
+        "threads": torch.get_num_threads(),
+    }
+    if device.type == "cuda":
+        info["device_name"] = torch.cuda.get_device_name(device)
+    return info
+
+
+def train(config: TrainConfig) -> dict:
+    """Run one stage; returns its provenance entry (also written to ``provenance.json``)."""
+    wall_start = time.monotonic()
+    out = config.out
+    out.mkdir(parents=True, exist_ok=True)
+    device = _select_device(config.device)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed training shapes; matmuls stay strict fp32 (no TF32)
+    log = _Log(out / LOG_NAME, config.stage, config.quiet, config.print_seconds)
+    stage = config.stage
+
+    state = None
+    if config.resume and config.state_file().is_file():
+        state = torch.load(config.state_file(), map_location="cpu", weights_only=True)
+        if state.get("stage") != stage:
+            raise DaclipError(f"{config.state_file()} holds stage {state.get('stage')!r}, not {stage!r}")
+    elif config.resume:
+        log.say(f"no saved state at {config.state_file()}: starting from scratch")
+    seed = int(state["seed"]) if state else config.seed
+    torch.manual_seed(seed)
+    np.random.seed(seed % 2**32)
+
+    daclip_model: Optional[DaCLIP] = None
+    if stage == "daclip":
+        clip_cfg = state["model_cfg"] if state else config.clip_cfg
+        model = build_daclip(clip_cfg).to(device)
+        model_cfg, clip_size = clip_cfg, model.image_size
+    else:
+        daclip_path = config.daclip_file()
+        if not daclip_path.is_file():
+            raise DaclipError(f"the {stage} stage needs a trained DA-CLIP: {daclip_path} not found (train stage daclip first or pass --daclip)")
+        daclip_model = load_daclip_quietly(daclip_path, device=device).float().eval()
+        daclip_model.requires_grad_(False)
+        model_cfg = state["model_cfg"] if state else {**config.unet_cfg, "context_dim": _context_dim(daclip_model)}
+        if model_cfg["context_dim"] != _context_dim(daclip_model):
+            raise DaclipError(f"the UNet's context_dim {model_cfg['context_dim']} does not fit the DA-CLIP's {_context_dim(daclip_model)}")
+        model = ConditionalUNet(**model_cfg).to(device)
+        clip_size = daclip_model.image_size
+    model.train()
+
+    optimizer = torch.optim.AdamW(
+        _param_groups(model, config.weight_decay), lr=config.lr, betas=(0.9, 0.99 if stage != "daclip" else 0.98)
+    )
+    step, train_seconds, resumed_from = 0, 0.0, None
+    if state:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        step, train_seconds, resumed_from = int(state["step"]), float(state["train_seconds"]), int(state["step"])
+    loss_tail: list[float] = list(state.get("loss_tail", [])) if state else []
+
+    images, image_info = train_images()
+    dataset = DegradationSamples(
+        images, stage=stage, seed=seed, clip_size=clip_size, crop_min=config.crop_min, crop_max=config.crop_max,
+        scale_min=config.scale_min, patch=config.patch,
+    )
+    text_tokens = tokenize(DEGRADATIONS).to(device) if stage == "daclip" else None
+    table = SDETable(IRSDESchedule.from_config(OFFICIAL_SDE), device) if stage == "irsde" else None
+    autocast = _autocast_factory(device, config.amp)
+    max_seconds = None if config.max_minutes is None else config.max_minutes * 60
+    n_params = sum(p.numel() for p in model.parameters())
+
+    def progress() -> float:
+        fractions = []
+        if config.steps is not None:
+            fractions.append(step / max(config.steps, 1))
+        if max_seconds is not None:
+            fractions.append(train_seconds / max(max_seconds, 1e-9))
+        return max(fractions) if fractions else 0.0
+
+    def done() -> bool:
+        return (config.steps is not None and step >= config.steps) or (max_seconds is not None and train_seconds >= max_seconds)
+
+    def save_state() -> None:
+        payload = {
+            "stage": stage, "seed": seed, "step": step, "train_seconds": train_seconds, "model_cfg": model_cfg,
+            "model": model.state_dict(), "optimizer": optimizer.state_dict(), "loss_tail": loss_tail[-200:],
+        }
+        partial = config.state_file().with_name(config.state_file().name + ".partial")
+        torch.save(payload, partial)
+        os.replace(partial, config.state_file())
+
+    log.write({"event": "start", "step": step, "resumed_from": resumed_from, "device": str(device), "params": n_params,
+               "batch": config.batch, "patch": config.patch if stage != "daclip" else None, "seed": seed})
+    log.say(f"{'resuming at' if state else 'starting at'} step {step} on {device}: {n_params / 1e6:.2f} M parameters, "
+            f"batch {config.batch}" + (f", patch {config.patch}" if stage != "daclip" else "")
+            + (f", up to {config.steps} steps" if config.steps is not None else "")
+            + (f", up to {config.max_minutes:g} min" if max_seconds is not None else ""))
+
+    window: dict[str, float] = {}
+    window_count = 0
+    loader = None
+    interrupted = False
+    if not done():
+        loader = batches(dataset, config.batch, step, config.workers, pin=device.type == "cuda")
+        iterator = iter(loader)
+        segment_start = time.monotonic()
+        base_seconds = train_seconds
+        try:
+            while not done():
+                batch = _to_device(next(iterator), device)
+                factor = _lr_factor(step, progress(), config.warmup)
+                for group in optimizer.param_groups:
+                    group["lr"] = config.lr * factor
+                if stage == "daclip":
+                    terms = daclip_losses(model, batch, text_tokens)
+                else:
+                    contexts = _contexts(daclip_model, batch["lq_clip"])
+                    terms = (irsde_loss(model, table, batch, contexts, autocast) if stage == "irsde"
+                             else direct_loss(model, batch, contexts, autocast))
+                optimizer.zero_grad(set_to_none=True)
+                terms["loss"].backward()
+                if config.grad_clip:
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+                optimizer.step()
+                if stage == "daclip":
+                    with torch.no_grad():
+                        model.logit_scale.clamp_(0, math.log(100))
+                        model.clip.logit_scale.clamp_(0, math.log(100))
+                step += 1
+                for key, value in terms.items():
+                    window[key] = window.get(key, 0.0) + value.detach()
+                window_count += 1
+                train_seconds = base_seconds + time.monotonic() - segment_start
+                if step % config.log_every == 0 or done():
+                    means = {k: float(v) / window_count for k, v in window.items()}
+                    if not all(math.isfinite(v) for v in means.values()):
+                        raise DaclipError(f"{stage}: the loss became non-finite at step {step}: {means}")
+                    loss_tail.append(means["loss"])
+                    log.write({"step": step, **means, "lr": config.lr * factor, "train_s": round(train_seconds, 2),
+                               "samples_per_s": round(step * config.batch / max(train_seconds, 1e-9), 1)})
+                    log.say(f"step {step}  " + "  ".join(f"{k} {v:.4g}" for k, v in means.items())
+                            + f"  lr {config.lr * factor:.2e}  {train_seconds:.0f}s", force=False)
+                    window, window_count = {}, 0
+                if config.checkpoint_every and step % config.checkpoint_every == 0:
+                    save_state()
+        except KeyboardInterrupt:
+            interrupted = True
+        finally:
+            del iterator, loader
+    save_state()
+    log.write({"event": "checkpoint", "step": step, "train_s": round(train_seconds, 2)})
+    if interrupted:
+        log.say(f"interrupted at step {step}; state saved to {config.state_file()} (continue with --resume)")
+        raise KeyboardInterrupt
+
+    # -- save the model and evaluate it ---------------------------------------------------
+    model.eval()
+    path = config.file()
+    save_model(model, path, config.save_dtype)
+    eval_start = time.monotonic()
+    evaluation = None
+    if config.eval_per_class:
+        if stage == "daclip":
+            pairs = eval_pairs(config.eval_per_class, 0, seed + 1, config.crop_min, config.crop_max)
+            evaluation = evaluate_daclip(_reloaded_daclip(path, device), pairs)
+            log.say(f"held-out accuracy {evaluation['accuracy']:.3f} on {evaluation['n']} crops: "
+                    + ", ".join(f"{k} {v:.2f}" for k, v in evaluation["per_class"].items()))
+        else:
+            pairs = eval_pairs(config.eval_per_class, config.eval_size, seed + 1)
+            unet = checkpoints.load_unet(path, device=device).float()
+            evaluation = evaluate_restorer(stage, daclip_model, unet, pairs, device, seed=seed)
+            log.say(f"held-out PSNR {evaluation['psnr_in']:.2f} dB -> {evaluation['psnr_out']:.2f} dB on {evaluation['n']} crops: "
+                    + ", ".join(f"{k} {v['psnr_in']:.1f}->{v['psnr_out']:.1f}" for k, v in evaluation["per_class"].items()))
+        evaluation["seconds"] = round(time.monotonic() - eval_start, 2)
+        log.write({"event": "eval", "step": step, **evaluation})
+
+    final_loss = float(np.mean(loss_tail[-4:])) if loss_tail else None
+    entry = {
+        "command": config.command if config.command is not None else list(sys.argv),
+        "seed": seed,
+        "steps": step,
+        "resumed_from": resumed_from,
+        "batch": config.batch,
+        "patch": config.patch if stage != "daclip" else None,
+        "crop": [config.crop_min, config.crop_max],
+        "scale_min": config.scale_min,
+        "lr": config.lr,
+        "warmup": config.warmup,
+        "weight_decay": config.weight_decay,
+        "grad_clip": config.grad_clip,
+        "optimizer": "AdamW",
+        "amp": "bf16 autocast (UNet only)" if (device.type == "cuda" and config.amp and stage != "daclip") else "off (fp32)",
+        "train_seconds": round(train_seconds, 2),
+        "wall_seconds": round(time.monotonic() - wall_start, 2),
+        "samples": step * config.batch,
+        "final_loss": final_loss,
+        "model_cfg": model_cfg,
+        "parameters": n_params,
+        "file": path.name,
+        "file_bytes": path.stat().st_size,
+        "file_dtype": config.save_dtype,
+        "file_sha256": _sha256(path),
+        "clean_images": image_info,
+        "degradations": list(DEGRADATIONS),
+        "eval": evaluation,
+        "config": config.to_json(),
+        **_environment(device),
+    }
+    if stage != "daclip":
+        entry["daclip_file"] = config.daclip_file().name
+        entry["daclip_sha256"] = _sha256(config.daclip_file())
+    if stage == "irsde":
+        entry["sde"] = dict(OFFICIAL_SDE)
+        entry["objective"] = "L1(reverse-SDE step mean from the predicted noise, optimal reverse step), t ~ U{1..T}"
+    if stage == "direct":
+        entry["convention"] = "restored = lq + unet(xt=lq, cond=lq, time=0, contexts); L1(restored, gt)"
+    _write_provenance(out, stage, entry)
+    log.write({"event": "end", "step": step, "train_s": round(train_seconds, 2), "wall_s": entry["wall_seconds"], "file": path.name})
+    log.say(f"done: {step} steps in {train_seconds:.0f}s, final loss {final_loss}, saved {path} ({entry['file_bytes'] / 1e6:.2f} MB)")
+    return entry
+
+
+def _reloaded_daclip(path: Path, device) -> DaCLIP:
+    """The saved DA-CLIP as inference sees it (loaded back from the file)."""
+    return load_daclip_quietly(path, device=device).float().eval()
+
+
+def main_from_args(args) -> int:
+    """Run ``daclip train`` from its parsed arguments (see ``daclip train --help``)."""
+    names = ("steps", "max_minutes", "batch", "patch", "lr", "workers", "device", "seed", "resume",
+             "checkpoint_every", "eval_per_class", "eval_size", "preset")
+    options = {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
+    daclip = getattr(args, "daclip", None)
+    config = TrainConfig(
+        args.stage, Path(args.out), daclip=None if daclip is None else Path(daclip),
+        command=["daclip", *sys.argv[1:]] if sys.argv and sys.argv[0].endswith("daclip") else list(sys.argv),
+        **options,
+    )
+    entry = train(config)
+    summary = {"stage": args.stage, "file": str(config.file()), "steps": entry["steps"], "final_loss": entry["final_loss"]}
+    if entry["eval"]:
+        summary["eval"] = {k: v for k, v in entry["eval"].items() if k in ("accuracy", "psnr_in", "psnr_out", "n")}
+    print(json.dumps(summary))
+    return 0

@@ -1,0 +1,135 @@
+#!/usr/bin/env bash
+# Train the small embedded models (tiny DA-CLIP, IR-SDE UNet, direct restorer) on one GPU.
+#
+# Run from anywhere on a machine with python3 + torch (CUDA), numpy, scikit-image, pillow,
+# pluggy, huggingface_hub, tqdm, regex and timm. open_clip_torch, ftfy and wcwidth may be
+# missing: put their wheels in .whl/ and they are installed into $SITE (no index, no deps):
+#
+#   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 \
+#       --implementation cp --platform manylinux2014_x86_64 -d .whl \
+#       open_clip_torch==3.3.0 ftfy wcwidth
+#
+# The three stages run in sequence with time budgets (minutes of training each; evaluation,
+# start-up and saving come on top, about a minute in all), then the results are checked
+# (loaded back through the strict checkpoint loader, sizes, a full-image restoration) and
+# copied into $OUT: daclip_tiny.pt, irsde_tiny.pth, direct_tiny.pth, provenance.json,
+# train_log.jsonl, check.json (6 files; the training states stay in $WORK).
+#
+# Environment (defaults in brackets):
+#   DEVICE [cuda]  PRESET [gpu]  WORKERS [14]  SEED [0]
+#   MIN_DACLIP [2]  MIN_IRSDE [2]  MIN_DIRECT [2.25]  MINUTES (sets all three)
+#   EXTRA (more `daclip train` options for every stage)  EVAL, EVAL_SIZE (held-out eval)
+#   WORK [/tmp/daclip_train]  OUT [outputs/embedded]  SITE [/tmp/site]
+# CPU rehearsal: DEVICE=cpu MINUTES=0.3 EXTRA="--batch 8 --patch 48" WORKERS=2 EVAL=1 EVAL_SIZE=32 \
+#                bash scripts/train_embedded_gpu.sh
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+DEVICE=${DEVICE:-cuda}
+PRESET=${PRESET:-gpu}
+WORKERS=${WORKERS:-14}
+SEED=${SEED:-0}
+MIN_DACLIP=${MINUTES:-${MIN_DACLIP:-2}}
+MIN_IRSDE=${MINUTES:-${MIN_IRSDE:-2}}
+MIN_DIRECT=${MINUTES:-${MIN_DIRECT:-2.25}}
+WORK=${WORK:-/tmp/daclip_train}
+OUT=${OUT:-$ROOT/outputs/embedded}
+SITE=${SITE:-/tmp/site}
+EXTRA=${EXTRA:-}
+
+START=$(date +%s)
+say() { echo "[train_embedded $(( $(date +%s) - START ))s] $*"; }
+
+copy_out() {
+    mkdir -p "$OUT"
+    for name in daclip_tiny.pt irsde_tiny.pth direct_tiny.pth provenance.json train_log.jsonl check.json; do
+        if [ -f "$WORK/$name" ]; then cp "$WORK/$name" "$OUT/"; fi
+    done
+    say "copied to $OUT: $(cd "$OUT" && ls | tr '\n' ' ')"
+}
+trap copy_out EXIT
+
+if compgen -G ".whl/*.whl" > /dev/null; then
+    say "installing $(ls .whl | tr '\n' ' ')into $SITE"
+    python3 -m pip install -q --no-index --no-deps --disable-pip-version-check --target "$SITE" .whl/*.whl
+fi
+export PYTHONPATH="$SITE:$ROOT${PYTHONPATH:+:$PYTHONPATH}"
+export PYTHONUNBUFFERED=1
+mkdir -p "$WORK"
+
+python3 - "$DEVICE" <<'PY'
+import sys, torch, numpy, open_clip, skimage, daclip_plugin
+device = sys.argv[1]
+print(f"python {sys.version.split()[0]}, torch {torch.__version__}, open_clip {open_clip.__version__} ({open_clip.__file__}), "
+      f"numpy {numpy.__version__}, scikit-image {skimage.__version__}, daclip_plugin from {daclip_plugin.__file__}")
+if device.startswith("cuda"):
+    assert torch.cuda.is_available(), "no CUDA device"
+    print("GPU:", torch.cuda.get_device_name(0))
+PY
+
+run_stage() {
+    local stage=$1 minutes=$2
+    shift 2
+    say "stage $stage: $minutes min"
+    # shellcheck disable=SC2086
+    python3 -m daclip_plugin train "$stage" --out "$WORK" --preset "$PRESET" --device "$DEVICE" \
+        --seed "$SEED" --workers "$WORKERS" --max-minutes "$minutes" \
+        ${EVAL:+--eval-per-class "$EVAL"} ${EVAL_SIZE:+--eval-size "$EVAL_SIZE"} $EXTRA "$@"
+}
+
+FAILED=""
+run_stage daclip "$MIN_DACLIP"  # the other stages need it: a failure here stops the script
+run_stage irsde "$MIN_IRSDE" || FAILED="$FAILED irsde"
+run_stage direct "$MIN_DIRECT" || FAILED="$FAILED direct"
+
+say "checking the saved models"
+python3 - "$WORK" "$DEVICE" <<'PY'
+import json, sys, time
+from pathlib import Path
+import numpy as np
+import torch
+from daclip_plugin import checkpoints, degradations, training
+from daclip_plugin.direct import load_daclip_quietly, load_direct_restorer
+
+work, device = Path(sys.argv[1]), sys.argv[2]
+files = {stage: work / name for stage, name in training.FILE_NAMES.items()}
+daclip = load_daclip_quietly(files["daclip"])  # architecture inferred from the tensors
+assert checkpoints.infer_clip_cfg(checkpoints.read_state_dict(files["daclip"])) == training.TINY_CLIP_CFG
+missing = [stage for stage, path in files.items() if not path.is_file()]
+files = {stage: path for stage, path in files.items() if path.is_file()}
+for stage in ("irsde", "direct"):
+    if stage in files:
+        checkpoints.load_unet(files[stage])
+provenance = json.loads((work / training.PROVENANCE_NAME).read_text())
+sizes = {stage: path.stat().st_size for stage, path in files.items()}
+check = {"bytes": sizes, "total_mb": round(sum(sizes.values()) / 1e6, 3), "missing": missing}
+check["eval"] = {stage: {k: v for k, v in (entry.get("eval") or {}).items() if k in ("accuracy", "psnr_in", "psnr_out", "n")}
+                 for stage, entry in provenance["stages"].items()}
+check["steps"] = {stage: entry["steps"] for stage, entry in provenance["stages"].items()}
+check["train_seconds"] = {stage: entry["train_seconds"] for stage, entry in provenance["stages"].items()}
+
+# One full held-out photograph per degradation, restored in one pass by the direct restorer.
+full = {}
+if "direct" in files:
+    restorer = load_direct_restorer(files["daclip"], files["direct"], device=device)
+    clean = degradations.clean_images("eval")["coffee"][:256, :256]
+for name in degradations.DEGRADATIONS if "direct" in files else ():
+    lq = degradations.degrade(clean, name, 123)
+    start = time.perf_counter()
+    out = restorer.restore(lq)
+    probs = restorer.classify(lq)
+    full[name] = {"psnr_in": round(training.psnr(lq, clean), 2), "psnr_out": round(training.psnr(out, clean), 2),
+                  "predicted": max(probs, key=probs.get), "seconds": round(time.perf_counter() - start, 3)}
+check["direct_full_image_coffee_256"] = full
+(work / "check.json").write_text(json.dumps(check, indent=1))
+print(json.dumps({k: v for k, v in check.items() if k != "direct_full_image_coffee_256"}, indent=1))
+for name, row in full.items():
+    print(f"  {name:16s} {row['psnr_in']:6.2f} -> {row['psnr_out']:6.2f} dB  predicted {row['predicted']}")
+assert check["total_mb"] <= 25, f"the three files take {check['total_mb']} MB (> 25 MB)"
+PY
+if [ -n "$FAILED" ]; then
+    say "FAILED stages:$FAILED"
+    exit 1
+fi
+say "done"

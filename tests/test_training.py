@@ -1,0 +1,272 @@
+"""Training of the small embedded models (daclip_plugin.training) and the direct restorer."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from daclip_plugin import checkpoints, cli, degradations, training
+from daclip_plugin.daclip_model import DEGRADATIONS, tokenize
+from daclip_plugin.direct import DIRECT_TIME, DirectRestorer, direct_restore, load_direct_restorer
+from daclip_plugin.pipeline import OFFICIAL_SDE
+from daclip_plugin.sde import IRSDESchedule
+
+# Heads as the checkpoint loader assumes them (64 wide, one head below 64), so files load
+# back without a sidecar; the vocabulary must stay that of the real tokenizer.
+CLIP_CFG = {
+    "embed_dim": 32,
+    "vision_cfg": {"image_size": 32, "layers": 1, "width": 64, "patch_size": 16, "head_width": 64},
+    "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 32, "heads": 1, "layers": 1},
+}
+UNET_CFG = {"in_nc": 3, "out_nc": 3, "nf": 32, "ch_mult": [1], "context_dim": 32, "use_degra_context": True, "use_image_context": True, "scale": 1}
+SMALL = {"crop_min": 24, "crop_max": 32, "patch": 16, "batch": 4, "clip_cfg": CLIP_CFG, "unet_cfg": UNET_CFG,
+         "log_every": 1, "quiet": True, "warmup": 2, "eval_per_class": 0, "checkpoint_every": 2}
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _images():
+    return list(degradations.clean_images("train").values())
+
+
+def _dataset(stage, seed=0, **kwargs):
+    options = {"clip_size": 32, "crop_min": 24, "crop_max": 32, "patch": 16, **kwargs}
+    return training.DegradationSamples(_images(), stage=stage, seed=seed, **options)
+
+
+def _config(stage, out, **kwargs):
+    return training.TrainConfig(stage, out, **{**SMALL, **kwargs})
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A tiny DA-CLIP, IR-SDE UNet and direct UNet, trained a few steps each."""
+    out = tmp_path_factory.mktemp("trained")
+    entries = {
+        "daclip": training.train(_config("daclip", out, steps=4, eval_per_class=1)),
+        "irsde": training.train(_config("irsde", out, steps=3, eval_per_class=1, eval_size=16)),
+        "direct": training.train(_config("direct", out, steps=3, eval_per_class=1, eval_size=24)),
+    }
+    return out, entries
+
+
+# ------------------------------------------------------------------------------- data
+
+
+def test_samples_are_a_function_of_seed_stage_and_index():
+    first, again, other = _dataset("irsde", seed=3), _dataset("irsde", seed=3), _dataset("irsde", seed=4)
+    a, b, c = first[7], again[7], other[7]
+    assert a.keys() == {"label", "lq_clip", "lq", "gt", "t", "noise"}
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not torch.equal(a["gt"], c["gt"])
+    assert not torch.equal(first[7]["gt"], first[8]["gt"])
+    assert a["lq"].shape == a["gt"].shape == a["noise"].shape == (3, 16, 16)
+    assert a["lq_clip"].shape == (3, 32, 32) and 1 <= int(a["t"]) <= OFFICIAL_SDE["T"]
+    assert 0 <= float(a["gt"].min()) and float(a["gt"].max()) <= 1
+
+
+def test_daclip_samples_hold_clean_and_degraded_clip_inputs():
+    item = _dataset("daclip")[0]
+    assert item.keys() == {"label", "lq_clip", "gt_clip"}
+    assert item["gt_clip"].shape == item["lq_clip"].shape == (3, 32, 32)
+    assert 0 <= int(item["label"]) < len(DEGRADATIONS)
+
+
+def test_batches_do_not_depend_on_workers_and_start_at_a_step():
+    dataset = _dataset("direct", seed=1)
+    serial = iter(training.batches(dataset, 3, start_step=2, workers=0))
+    parallel = iter(training.batches(dataset, 3, start_step=2, workers=2))
+    for _ in range(2):
+        x, y = next(serial), next(parallel)
+        assert all(torch.equal(x[k], y[k]) for k in x)
+    expected = torch.stack([dataset[i]["gt"] for i in range(9, 12)])  # step 3 holds samples 9..11
+    assert torch.equal(x["gt"], expected)
+
+
+def test_random_crop_has_the_asked_side_even_from_small_images():
+    rng = np.random.default_rng(0)
+    small = np.random.default_rng(1).random((20, 30, 3), dtype=np.float32)
+    for _ in range(5):
+        crop = training.random_crop([small], rng, 24, 40, 0.5)
+        assert crop.shape[0] == crop.shape[1] and 24 <= crop.shape[0] <= 40
+        assert crop.dtype == np.float32 and 0 <= crop.min() and crop.max() <= 1
+
+
+# ----------------------------------------------------------------------------- losses
+
+
+def test_sde_table_matches_the_schedule():
+    schedule = IRSDESchedule.from_config(OFFICIAL_SDE)
+    table = training.SDETable(schedule)
+    gen = torch.Generator().manual_seed(0)
+    gt, mu, noise, pred = (torch.rand(4, 3, 8, 8, generator=gen) for _ in range(4))
+    t = torch.tensor([1, 2, 50, 100])
+    x = table.forward_state(gt, mu, t, noise)
+    for i, ti in enumerate(t.tolist()):
+        sl = slice(i, i + 1)
+        expected_x = schedule.mu_bar(gt[sl], mu[sl], ti) + schedule.sigma_bar(ti) * noise[sl]
+        torch.testing.assert_close(x[sl], expected_x, atol=1e-6, rtol=1e-5)
+        torch.testing.assert_close(table.optimum(x, gt, mu, t)[sl], schedule.posterior_mean(x[sl], gt[sl], mu[sl], ti))
+        score = schedule.score_from_noise(pred[sl], ti)
+        expected = x[sl] - schedule.reverse_drift(x[sl], score, mu[sl], ti)
+        torch.testing.assert_close(table.reverse_mean(x, pred, mu, t)[sl], expected)
+
+
+def _fixed_batch(stage, n=3):
+    dataset = _dataset(stage, seed=5)
+    return next(iter(training.batches(dataset, n, 0, 0)))
+
+
+def _overfit(model, loss_fn, steps=20, lr=2e-3):
+    torch.manual_seed(0)
+    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=lr)
+    losses = []
+    for _ in range(steps):
+        loss = loss_fn()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert all(np.isfinite(losses))
+    return losses
+
+
+def test_daclip_loss_overfits_a_fixed_batch():
+    torch.manual_seed(0)
+    model = training.build_daclip(CLIP_CFG)
+    batch, tokens = _fixed_batch("daclip", 6), tokenize(DEGRADATIONS)
+    terms = training.daclip_losses(model, batch, tokens)
+    assert terms.keys() >= {"loss", "ce", "cos", "nce", "acc"}
+    losses = _overfit(model, lambda: training.daclip_losses(model, batch, tokens)["loss"])
+    assert losses[-1] < 0.6 * losses[0]
+
+
+@pytest.mark.parametrize("stage", ["irsde", "direct"])
+def test_unet_losses_overfit_a_fixed_batch(stage):
+    torch.manual_seed(0)
+    daclip = training.build_daclip(CLIP_CFG).eval().requires_grad_(False)
+    unet = training.build_unet(UNET_CFG, 32)
+    batch = _fixed_batch(stage)
+    contexts = training._contexts(daclip, batch["lq_clip"])
+    autocast = training._autocast_factory(torch.device("cpu"), True)
+    if stage == "irsde":
+        table = training.SDETable(IRSDESchedule.from_config(OFFICIAL_SDE))
+        losses = _overfit(unet, lambda: training.irsde_loss(unet, table, batch, contexts, autocast)["loss"])
+    else:
+        losses = _overfit(unet, lambda: training.direct_loss(unet, batch, contexts, autocast)["loss"])
+    assert np.mean(losses[-5:]) < (0.85 if stage == "irsde" else 0.7) * np.mean(losses[:5])
+
+
+def test_direct_restore_is_lq_plus_the_unet_residual():
+    torch.manual_seed(0)
+    unet = training.build_unet(UNET_CFG, 32).eval()
+    lq, ctx = torch.rand(2, 3, 16, 16), torch.randn(2, 32)
+    with torch.no_grad():
+        expected = lq + unet(lq, lq, DIRECT_TIME, text_context=ctx, image_context=ctx)
+        torch.testing.assert_close(direct_restore(unet, lq, ctx, ctx), expected)
+
+
+# ------------------------------------------------------------------------- full stages
+
+
+def test_saved_files_load_back_without_configs(trained):
+    out, _ = trained
+    with pytest.warns(UserWarning, match="attention heads"):
+        daclip = checkpoints.load_daclip(out / "daclip_tiny.pt")
+    assert checkpoints.infer_clip_cfg(checkpoints.read_state_dict(out / "daclip_tiny.pt")) == CLIP_CFG
+    assert daclip.clip.visual.transformer.resblocks[0].attn.num_heads == 1
+    assert next(daclip.parameters()).dtype == torch.float32
+    assert not (out / "daclip_tiny.json").exists()  # the heads are the ones the loader assumes
+    for name in ("irsde_tiny.pth", "direct_tiny.pth"):
+        state = checkpoints.read_state_dict(out / name)
+        assert all(v.dtype == torch.float16 for v in state.values() if v.is_floating_point())
+        assert checkpoints.infer_unet_cfg(state) == UNET_CFG
+        assert next(checkpoints.load_unet(out / name).parameters()).dtype == torch.float32
+
+
+def test_provenance_records_the_runs(trained):
+    out, entries = trained
+    data = json.loads((out / training.PROVENANCE_NAME).read_text())
+    assert set(data["stages"]) == {"daclip", "irsde", "direct"}
+    for stage, entry in data["stages"].items():
+        assert entry["steps"] == entries[stage]["steps"] and entry["seed"] == 0 and entry["batch"] == 4
+        assert entry["file"] == training.FILE_NAMES[stage]
+        assert entry["file_sha256"] == training._sha256(out / entry["file"])
+        assert entry["file_bytes"] == (out / entry["file"]).stat().st_size
+        assert list(entry["clean_images"]["images"]) == list(degradations.TRAIN_IMAGES)
+        assert not set(entry["clean_images"]["images"]) & set(degradations.EVAL_IMAGES)
+        assert entry["torch"] == torch.__version__ and entry["device"] == "cpu"
+        assert entry["wall_seconds"] >= entry["train_seconds"] > 0
+        assert np.isfinite(entry["final_loss"]) and entry["command"]
+        assert entry["eval"]["n"] == len(DEGRADATIONS)
+    assert 0 <= data["stages"]["daclip"]["eval"]["accuracy"] <= 1
+    assert data["stages"]["irsde"]["sde"] == OFFICIAL_SDE
+    assert data["stages"]["direct"]["eval"]["psnr_out"] > 0
+    assert data["stages"]["direct"]["daclip_sha256"] == training._sha256(out / "daclip_tiny.pt")
+    lines = [json.loads(line) for line in (out / training.LOG_NAME).read_text().splitlines()]
+    steps = [line["step"] for line in lines if line["stage"] == "irsde" and "loss" in line]
+    assert steps == [1, 2, 3]
+
+
+def test_resume_continues_from_the_saved_step(tmp_path, monkeypatch):
+    straight = training.train(_config("daclip", tmp_path / "straight", steps=4))
+    losses, calls = training.daclip_losses, []
+
+    def interrupt_third_step(*args):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return losses(*args)
+
+    monkeypatch.setattr(training, "daclip_losses", interrupt_third_step)
+    with pytest.raises(KeyboardInterrupt):
+        training.train(_config("daclip", tmp_path / "resumed", steps=4))
+    monkeypatch.setattr(training, "daclip_losses", losses)
+    assert torch.load(tmp_path / "resumed" / "daclip_state.pt", weights_only=True)["step"] == 2
+    resumed = training.train(_config("daclip", tmp_path / "resumed", steps=4, resume=True))
+    assert resumed["resumed_from"] == 2 and resumed["steps"] == straight["steps"] == 4
+    a = checkpoints.read_state_dict(tmp_path / "straight" / "daclip_tiny.pt")
+    b = checkpoints.read_state_dict(tmp_path / "resumed" / "daclip_tiny.pt")
+    assert all(torch.allclose(a[k].float(), b[k].float(), atol=1e-3) for k in a)
+    assert resumed["final_loss"] == pytest.approx(straight["final_loss"], rel=1e-4)
+    log = [json.loads(line) for line in (tmp_path / "resumed" / training.LOG_NAME).read_text().splitlines()]
+    assert [line["step"] for line in log if "loss" in line] == [1, 2, 3, 4]
+    assert [line.get("resumed_from") for line in log if line.get("event") == "start"] == [None, 2]
+
+
+def test_unet_stage_needs_a_daclip(tmp_path):
+    with pytest.raises(training.DaclipError, match="needs a trained DA-CLIP"):
+        training.train(_config("direct", tmp_path, steps=1))
+
+
+def test_direct_restorer_restores_any_size(trained):
+    out, _ = trained
+    restorer = load_direct_restorer(out / "daclip_tiny.pt", out / "direct_tiny.pth", device="cpu")
+    assert isinstance(restorer, DirectRestorer)
+    image = np.random.default_rng(0).random((37, 50, 3), dtype=np.float32)
+    calls = []
+    restored = restorer.restore(image, progress=lambda done, total: calls.append((done, total)))
+    assert restored.shape == image.shape and restored.dtype == np.float32
+    assert 0 <= restored.min() and restored.max() <= 1 and calls == [(1, 1)]
+    tiled = restorer.restore(image, tile_size=32, tile_overlap=8)
+    assert tiled.shape == image.shape
+    assert set(restorer.classify(image)) == set(DEGRADATIONS)
+    assert load_direct_restorer(out / "daclip_tiny.pt", out / "direct_tiny.pth", device="cpu").unet is restorer.unet
+
+
+def test_cli_train_runs_a_stage(tmp_path, capsys):
+    code = cli.main(["train", "daclip", "--out", str(tmp_path), "--steps", "1", "--batch", "2", "--eval-per-class", "0"])
+    assert code == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["steps"] == 1 and summary["file"].endswith("daclip_tiny.pt")
+    entry = json.loads((tmp_path / "provenance.json").read_text())["stages"]["daclip"]
+    assert entry["model_cfg"] == training.TINY_CLIP_CFG and entry["file_bytes"] < 11e6
