@@ -307,9 +307,17 @@ def batches(dataset: DegradationSamples, batch: int, start_step: int, workers: i
     )
 
 
-def train_images() -> tuple[list[np.ndarray], dict]:
-    """The clean training photographs and a description of them for the provenance."""
+#: Synthetic dead-leaves images added to the photographs, and their size: they give the few
+#: bundled photographs' degradations many more kinds of content to appear on.
+SYNTHETIC_IMAGES = 8
+SYNTHETIC_SIZE = 256
+
+
+def train_images(seed: int = 0) -> tuple[list[np.ndarray], dict]:
+    """The clean training images (photographs and dead-leaves images) and their description."""
     images = degradations.clean_images("train")
+    rng = np.random.default_rng([seed, 7919])
+    synthetic = [degradations.dead_leaves(SYNTHETIC_SIZE, rng) for _ in range(SYNTHETIC_IMAGES)]
     try:
         import skimage
 
@@ -317,11 +325,12 @@ def train_images() -> tuple[list[np.ndarray], dict]:
     except Exception:  # pragma: no cover - skimage is needed by clean_images anyway
         version = None
     info = {
-        "source": "skimage.data (degradations.clean_images('train'))",
+        "source": "skimage.data (degradations.clean_images('train')) and degradations.dead_leaves",
         "scikit_image": version,
         "images": {name: list(image.shape) for name, image in images.items()},
+        "dead_leaves": {"count": SYNTHETIC_IMAGES, "size": SYNTHETIC_SIZE, "seed": [seed, 7919]},
     }
-    return list(images.values()), info
+    return list(images.values()) + synthetic, info
 
 
 # ---------------------------------------------------------------------------------- losses
@@ -662,7 +671,7 @@ def train(config: TrainConfig) -> dict:
         step, train_seconds, resumed_from = int(state["step"]), float(state["train_seconds"]), int(state["step"])
     loss_tail: list[float] = list(state.get("loss_tail", [])) if state else []
 
-    images, image_info = train_images()
+    images, image_info = train_images(seed)
     dataset = DegradationSamples(
         images, stage=stage, seed=seed, clip_size=clip_size, crop_min=config.crop_min, crop_max=config.crop_max,
         scale_min=config.scale_min, patch=config.patch,
