@@ -1,0 +1,400 @@
+"""Restore and classify nD arrays slice by slice: the pure layer-level engine of the napari widget.
+
+The last two axes of an array are the image, or the last three when ``rgb=True`` (channels
+last, RGB or RGBA). Leading axes (time, z, ...) are iterated: every slice, or only the one
+at ``index`` (a tuple with one entry per leading axis). Each slice is read on its own
+(``np.asarray(data[index])``), so dask and other lazy arrays are never loaded whole; each
+goes through :func:`daclip_plugin.restore` / :func:`daclip_plugin.classify` (normalised to
+``[0, 1]`` and mapped back to the source's range), and lands in an output allocated in the
+source's dtype. The source array is never modified.
+
+Two ways to run the same work:
+
+* synchronous: :func:`restore_stack` / :func:`classify_stack` with ``progress=callback(event)``;
+* generators: :func:`iter_restore_stack` / :func:`iter_classify_stack` yield one
+  :class:`StackProgress` per sampling step and slice, and return the :class:`StackResult`
+  (``StopIteration.value``; napari's ``thread_worker`` emits it as ``returned``). The work runs
+  in a helper thread, so a consumer sees every step even though restorers report through
+  callbacks.
+
+``should_stop()`` is polled before each slice and at every progress report of the restorer;
+once it returns true the run raises :class:`~daclip_plugin.errors.Cancelled` within one
+step, and nothing partial is returned. Nothing here imports Qt or napari.
+"""
+
+from __future__ import annotations
+
+import inspect
+import itertools
+import queue
+import threading
+from dataclasses import dataclass, field
+from typing import Any, Callable, Generator, Iterable, Mapping, Optional, TypeVar
+
+import numpy as np
+
+from . import api
+from .errors import Cancelled, DaclipError, InvalidImageError
+
+__all__ = [
+    "StackProgress",
+    "StackResult",
+    "check_stack",
+    "classify_stack",
+    "image_ndim",
+    "iter_classify_stack",
+    "iter_restore_stack",
+    "mean_probabilities",
+    "relay",
+    "restore_stack",
+    "slice_indices",
+    "supported_options",
+]
+
+Index = tuple[int, ...]
+StopFlag = Optional[Callable[[], bool]]
+_T = TypeVar("_T")
+
+
+@dataclass(frozen=True)
+class StackProgress:
+    """One progress report: ``step`` of ``steps`` done in slice ``slice`` of ``slices``.
+
+    ``index`` is the slice's position along the leading axes (``()`` for a single image);
+    ``slice`` counts the slices of this run from 0. ``steps`` is 0 until the restorer has
+    said how many steps it takes.
+    """
+
+    stage: str  # "restore" or "classify"
+    index: Index
+    slice: int
+    slices: int
+    step: int
+    steps: int
+
+    @property
+    def fraction(self) -> float:
+        """How much of the whole run is done, in ``[0, 1]``."""
+        within = self.step / self.steps if self.steps else 0.0
+        return min(1.0, (self.slice + within) / max(self.slices, 1))
+
+    def describe(self) -> str:
+        """``"slice 2/5, step 40/100"`` (the parts that apply)."""
+        parts = []
+        if self.slices > 1 or self.index:
+            parts.append(f"slice {self.slice + 1}/{self.slices}")
+        if self.steps:
+            parts.append(f"step {self.step}/{self.steps}")
+        return ", ".join(parts)
+
+
+@dataclass
+class StackResult:
+    """The outcome of a run.
+
+    ``data`` is the restored array (``None`` for classification), in the source's dtype: the
+    source's shape when every slice was restored, or ``(1, ..., 1) + image shape`` for a
+    single slice, whose position in the source is ``offset`` (one entry per leading axis).
+    ``probabilities`` maps each classified slice's index to its degradation probabilities.
+    """
+
+    data: Optional[np.ndarray]
+    indices: list[Index]
+    offset: Index
+    probabilities: dict[Index, dict[str, float]] = field(default_factory=dict)
+
+    @property
+    def mean_probabilities(self) -> dict[str, float]:
+        """The probabilities averaged over the classified slices, most likely first."""
+        return mean_probabilities(self.probabilities.values())
+
+
+# --------------------------------------------------------------------------- shapes
+
+
+def image_ndim(rgb: bool) -> int:
+    """Axes that form one image: 3 for channels-last RGB(A), else 2."""
+    return 3 if rgb else 2
+
+
+def _shape_and_dtype(data) -> tuple[tuple[int, ...], np.dtype]:
+    shape = getattr(data, "shape", None)
+    dtype = getattr(data, "dtype", None)
+    if shape is None or dtype is None:
+        array = np.asarray(data)
+        shape, dtype = array.shape, array.dtype
+    return tuple(int(n) for n in shape), np.dtype(dtype)
+
+
+def check_stack(data, rgb: bool = False) -> None:
+    """Raise :class:`~daclip_plugin.errors.DaclipError` saying why ``data`` cannot be restored."""
+    shape, dtype = _shape_and_dtype(data)
+    if dtype.kind == "b":
+        raise InvalidImageError("boolean (mask) data cannot be restored: use an integer or float image")
+    if dtype.kind == "c":
+        raise InvalidImageError(
+            f"complex data ({dtype}) cannot be restored: take its magnitude or real part first"
+        )
+    if dtype.kind not in "uif":
+        raise InvalidImageError(f"unsupported data type {dtype}: use an integer or float image")
+    need = image_ndim(rgb)
+    if len(shape) < need:
+        kind = "an RGB(A) image needs (..., H, W, 3 or 4)" if rgb else "an image needs (..., H, W)"
+        raise InvalidImageError(f"data of shape {shape} has too few axes: {kind}")
+    if rgb and shape[-1] not in (3, 4):
+        raise InvalidImageError(f"RGB data must have 3 or 4 channels last, got shape {shape}")
+    if any(n == 0 for n in shape):
+        raise InvalidImageError(f"the data is empty (shape {shape})")
+
+
+def slice_indices(shape: tuple[int, ...], rgb: bool = False, index: Optional[Iterable[int]] = None) -> list[Index]:
+    """The leading-axis indices a run visits: all of them, or just ``index``."""
+    leading = tuple(shape[: len(shape) - image_ndim(rgb)])
+    if index is None:
+        return list(itertools.product(*(range(n) for n in leading)))
+    index = tuple(int(i) for i in index)
+    if len(index) != len(leading):
+        raise DaclipError(
+            f"slice index {index} needs {len(leading)} entries (one per leading axis of shape {tuple(shape)})"
+        )
+    for i, n in zip(index, leading):
+        if not 0 <= i < n:
+            raise DaclipError(f"slice index {index} is outside the leading axes {leading}")
+    return [index]
+
+
+def _plan(shape: tuple[int, ...], rgb: bool, index) -> tuple[list[Index], Index, tuple[int, ...]]:
+    indices = slice_indices(shape, rgb, index)
+    lead = len(shape) - image_ndim(rgb)
+    if index is None:
+        return indices, (0,) * lead, tuple(shape)
+    return indices, indices[0], (1,) * lead + tuple(shape[lead:])
+
+
+def _check_stop(should_stop: StopFlag) -> None:
+    if should_stop is not None and should_stop():
+        raise Cancelled("cancelled")
+
+
+def mean_probabilities(scores: Iterable[Mapping[str, float]]) -> dict[str, float]:
+    """Average several probability dicts; most likely first."""
+    scores = list(scores)
+    if not scores:
+        return {}
+    names = list(dict.fromkeys(name for item in scores for name in item))
+    mean = {name: float(np.mean([item.get(name, 0.0) for item in scores])) for name in names}
+    return dict(sorted(mean.items(), key=lambda item: item[1], reverse=True))
+
+
+def supported_options(method: Callable, options: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``options`` that ``method`` names as keyword parameters.
+
+    The widget's settings (``model``, ``sampler``, ``seed``, ``device``, ...) reach a
+    restorer's ``restore`` (or a classifier's ``classify``) only if it declares a parameter
+    of that name; a catch-all ``**options`` receives none of them, so a third-party restorer
+    never gets settings it did not ask for. ``progress`` and ``should_stop`` are not options.
+    """
+    try:
+        parameters = inspect.signature(method).parameters
+    except (TypeError, ValueError):
+        return {}
+    named = {
+        name
+        for name, parameter in parameters.items()
+        if parameter.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    }
+    return {name: value for name, value in options.items() if name in named and name not in ("progress", "should_stop")}
+
+
+# --------------------------------------------------------------------------- the work
+
+
+def _restore(
+    data,
+    restorer: str,
+    rgb: bool,
+    index,
+    options: Mapping[str, Any],
+    classifier: Optional[str],
+    classifier_options: Mapping[str, Any],
+    emit: Callable[[StackProgress], None],
+    should_stop: StopFlag,
+) -> StackResult:
+    check_stack(data, rgb)
+    api.get_restorer(restorer)  # an unknown name fails before any work
+    if classifier is not None:
+        api.get_classifier(classifier)
+    shape, dtype = _shape_and_dtype(data)
+    indices, offset, out_shape = _plan(shape, rgb, index)
+    out = np.empty(out_shape, dtype=dtype)
+    probabilities: dict[Index, dict[str, float]] = {}
+    total = len(indices)
+    for number, idx in enumerate(indices):
+        _check_stop(should_stop)
+        image = np.asarray(data[idx])
+        if classifier is not None:
+            probabilities[idx] = api.classify(image, classifier, **classifier_options)
+            _check_stop(should_stop)
+        emit(StackProgress("restore", idx, number, total, 0, 0))
+        last = [0, 0]
+
+        def step(done: int, steps: int, idx=idx, number=number, last=last) -> None:
+            last[:] = [int(done), int(steps)]
+            emit(StackProgress("restore", idx, number, total, int(done), int(steps)))
+            _check_stop(should_stop)
+
+        restored = api.restore(image, restorer, progress=step, should_stop=should_stop, **options)
+        out[tuple(i - o for i, o in zip(idx, offset))] = restored
+        if not (last[1] and last[0] >= last[1]):
+            steps = last[1] or 1
+            emit(StackProgress("restore", idx, number, total, steps, steps))
+    return StackResult(out, indices, offset, probabilities)
+
+
+def _classify(
+    data,
+    classifier: str,
+    rgb: bool,
+    index,
+    options: Mapping[str, Any],
+    emit: Callable[[StackProgress], None],
+    should_stop: StopFlag,
+) -> StackResult:
+    check_stack(data, rgb)
+    api.get_classifier(classifier)
+    shape, _ = _shape_and_dtype(data)
+    indices, offset, _ = _plan(shape, rgb, index)
+    probabilities: dict[Index, dict[str, float]] = {}
+    total = len(indices)
+    for number, idx in enumerate(indices):
+        _check_stop(should_stop)
+        probabilities[idx] = api.classify(np.asarray(data[idx]), classifier, **options)
+        emit(StackProgress("classify", idx, number, total, 1, 1))
+    _check_stop(should_stop)
+    return StackResult(None, indices, offset, probabilities)
+
+
+def restore_stack(
+    data,
+    restorer: str = api.DEFAULT_RESTORER,
+    *,
+    rgb: bool = False,
+    index: Optional[Iterable[int]] = None,
+    classifier: Optional[str] = None,
+    classifier_options: Optional[Mapping[str, Any]] = None,
+    progress: Optional[Callable[[StackProgress], None]] = None,
+    should_stop: StopFlag = None,
+    **options,
+) -> StackResult:
+    """Restore every slice of ``data`` (or only the one at ``index``) with ``restorer``.
+
+    ``options`` go to the restorer as they are (see :func:`supported_options` to filter them).
+    With ``classifier``, each slice is classified first and the result carries its
+    probabilities. ``progress(event)`` gets a :class:`StackProgress` at every step.
+    """
+    emit = progress if progress is not None else (lambda event: None)
+    return _restore(data, restorer, rgb, index, options, classifier, dict(classifier_options or {}), emit, should_stop)
+
+
+def classify_stack(
+    data,
+    classifier: str = api.DEFAULT_CLASSIFIER,
+    *,
+    rgb: bool = False,
+    index: Optional[Iterable[int]] = None,
+    progress: Optional[Callable[[StackProgress], None]] = None,
+    should_stop: StopFlag = None,
+    **options,
+) -> StackResult:
+    """Classify every slice of ``data`` (or only the one at ``index``); see :class:`StackResult`."""
+    emit = progress if progress is not None else (lambda event: None)
+    return _classify(data, classifier, rgb, index, options, emit, should_stop)
+
+
+# --------------------------------------------------------------------------- generators
+
+_DONE = object()
+
+
+def relay(
+    run: Callable[[Callable[[Any], None], Callable[[], bool]], _T],
+    *,
+    should_stop: StopFlag = None,
+    name: str = "daclip-relay",
+) -> Generator[Any, None, _T]:
+    """Turn callback-style work into a generator.
+
+    ``run(emit, should_stop)`` runs in a helper thread; every ``emit(event)`` is yielded here
+    as it happens, and ``run``'s return value becomes the generator's return value (its
+    exception is raised here). Closing the generator early asks ``run`` to stop through its
+    ``should_stop``.
+    """
+    events: "queue.SimpleQueue[Any]" = queue.SimpleQueue()
+    closed = threading.Event()
+    outcome: dict[str, Any] = {}
+
+    def stopping() -> bool:
+        return closed.is_set() or (should_stop is not None and bool(should_stop()))
+
+    def target() -> None:
+        try:
+            outcome["value"] = run(events.put, stopping)
+        except BaseException as exc:  # handed to the consumer
+            outcome["error"] = exc
+        finally:
+            events.put(_DONE)
+
+    thread = threading.Thread(target=target, name=name, daemon=True)
+    thread.start()
+    finished = False
+    try:
+        while True:
+            item = events.get()
+            if item is _DONE:
+                finished = True
+                break
+            yield item
+    finally:
+        if not finished:  # closed early: the helper stops at its next step, on its own
+            closed.set()
+    thread.join()
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["value"]
+
+
+def iter_restore_stack(
+    data,
+    restorer: str = api.DEFAULT_RESTORER,
+    *,
+    rgb: bool = False,
+    index: Optional[Iterable[int]] = None,
+    classifier: Optional[str] = None,
+    classifier_options: Optional[Mapping[str, Any]] = None,
+    should_stop: StopFlag = None,
+    **options,
+) -> Generator[StackProgress, None, StackResult]:
+    """:func:`restore_stack` as a generator of :class:`StackProgress` returning the :class:`StackResult`."""
+    classifier_options = dict(classifier_options or {})
+
+    def run(emit, stop):
+        return _restore(data, restorer, rgb, index, options, classifier, classifier_options, emit, stop)
+
+    return (yield from relay(run, should_stop=should_stop, name="daclip-restore"))
+
+
+def iter_classify_stack(
+    data,
+    classifier: str = api.DEFAULT_CLASSIFIER,
+    *,
+    rgb: bool = False,
+    index: Optional[Iterable[int]] = None,
+    should_stop: StopFlag = None,
+    **options,
+) -> Generator[StackProgress, None, StackResult]:
+    """:func:`classify_stack` as a generator of :class:`StackProgress` returning the :class:`StackResult`."""
+
+    def run(emit, stop):
+        return _classify(data, classifier, rgb, index, options, emit, stop)
+
+    return (yield from relay(run, should_stop=should_stop, name="daclip-classify"))
