@@ -28,21 +28,8 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
+from .degradations import DEGRADATIONS
 from .errors import InvalidImageError
-
-DEGRADATIONS = (
-    "motion-blurry",
-    "hazy",
-    "jpeg-compressed",
-    "low-light",
-    "noisy",
-    "raindrop",
-    "rainy",
-    "shadowed",
-    "snowy",
-    "uncompleted",
-)
-"""The ten degradation prompts of the released universal model, in the official order."""
 
 _TOKENIZER_NAME = "ViT-B-32"
 

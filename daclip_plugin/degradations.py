@@ -35,6 +35,7 @@ DEGRADATIONS = (
     "snowy",
     "uncompleted",
 )
+"""The ten degradations of the released universal model, in the official order (also its prompts)."""
 
 _GAMMA = 2.2  # sRGB approximated as a pure power law for linear-light steps
 
