@@ -39,6 +39,8 @@ def cmd_models(args: argparse.Namespace) -> int:
         print("Models: (none)")
     for spec in specs:
         print(f"{spec.name}  [{weights.model_plugin(spec.name)}]  {spec.description}")
+        if getattr(spec, "restorer", None):
+            print(f"  preferred restorer: {spec.restorer}")
         rows = []
         for file_status in weights.status(spec):
             if file_status.found:
@@ -67,10 +69,11 @@ def cmd_download(args: argparse.Namespace) -> int:
     where = args.dir if args.dir is not None else f"the Hugging Face cache ({weights.hub_cache_dir()})"
     print(f"Downloading model {spec.name!r} into {where} if needed...", flush=True)
     resolved = weights.download(spec, dir=args.dir)
+    width = max(len(weights.ROLE_LABELS[role]) for role, _ in spec.files)
     for role, file in spec.files:
         source = resolved.sources.get(role, "")
         note = "downloaded" if source == weights.SOURCE_DOWNLOADED else f"already here ({source})"
-        print(f"  {weights.ROLE_LABELS[role]:<7}  {resolved.path(role)}  {note}")
+        print(f"  {weights.ROLE_LABELS[role]:<{width}}  {resolved.path(role)}  {note}")
     if args.dir is not None:
         print(f"Use these files with: {weights.ENV_WEIGHTS_DIR}={args.dir}")
     print(f"Model {spec.name!r} is ready.")
@@ -135,11 +138,12 @@ def cmd_restore(args: argparse.Namespace) -> int:
 
     restorer = args.restorer or _default_restorer(args.model)
     options = _options(args, _RESTORE_OPTIONS)
+    classify_options = _classify_options(args, restorer)
     for path in args.images:
         source = Path(path)
         image = imagefiles.read_image(source)
         if not args.no_classify:
-            _print_scores(path, api.classify(image, classifier=args.classifier, **_options(args, _MODEL_OPTIONS)))
+            _print_scores(path, api.classify(image, classifier=args.classifier, **classify_options))
         with tqdm(desc=f"restoring {source.name}", unit="step", leave=False, disable=args.quiet) as bar:
             def progress(done: int, total: int) -> None:
                 bar.total = total
@@ -153,6 +157,76 @@ def cmd_restore(args: argparse.Namespace) -> int:
                 target.with_name(f"{target.stem}_compare.png"), imagefiles.side_by_side(image, restored)
             )
             print(f"  -> {compare} (input | restored)")
+    return 0
+
+
+def _classify_options(args: argparse.Namespace, restorer: str) -> dict:
+    """The model options for the printed probabilities: without ``--model``, the restorer's default model."""
+    import inspect
+
+    from . import api
+
+    options = _options(args, _MODEL_OPTIONS)
+    if "model" not in options:
+        parameter = inspect.signature(api.get_restorer(restorer).restore).parameters.get("model")
+        if parameter is not None and isinstance(parameter.default, str):
+            options["model"] = parameter.default
+    return options
+
+
+def cmd_samples(args: argparse.Namespace) -> int:
+    """List the bundled sample images, or copy them into a folder."""
+    from . import sample_data
+
+    if args.dir is None:
+        for name, path in sample_data.sample_paths().items():
+            print(f"{name:<14} {path}")
+        print("Copy them with: daclip samples DIR")
+        return 0
+    for path in sample_data.copy_samples(args.dir):
+        print(path)
+    return 0
+
+
+def cmd_make_benchmark(args: argparse.Namespace) -> int:
+    """Write a benchmark (ROOT/<degradation>/LQ, GT) from the held-out photographs."""
+    from tqdm import tqdm
+
+    from . import evaluation
+
+    with tqdm(desc="writing", unit="image", disable=args.quiet) as bar:
+        def progress(done: int, total: int) -> None:
+            bar.total = total
+            bar.update(done - bar.n)
+
+        description = evaluation.make_benchmark(
+            args.root, seed=args.seed, per_type=args.per_type, size=args.size, progress=progress
+        )
+    count = description["per_type"] * len(description["degradations"])
+    print(
+        f"wrote {count} pairs ({description['per_type']} per degradation, {description['size']} px, "
+        f"seed {description['seed']}) into {args.root}"
+    )
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    """Evaluate a restorer and a classifier on a benchmark: PSNR, SSIM, accuracy, confusion matrix."""
+    from . import evaluation
+
+    restorer = args.restorer or _default_restorer(args.model)
+    classifier = None if args.classifier.lower() == "none" else args.classifier
+    report = evaluation.evaluate(
+        args.root,
+        restorer=restorer,
+        classifier=classifier,
+        options=_options(args, _RESTORE_OPTIONS),
+        limit=args.limit,
+        progress=not args.quiet,
+    )
+    print(evaluation.format_report(report))
+    if args.json:
+        print(f"\nreport written to {evaluation.write_json(report, args.json)}")
     return 0
 
 
@@ -225,6 +299,29 @@ def build_parser() -> argparse.ArgumentParser:
     restore.add_argument("--no-classify", action="store_true", help="do not print degradation probabilities")
     restore.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     restore.set_defaults(run=cmd_restore)
+    samples = commands.add_parser("samples", help=cmd_samples.__doc__)
+    samples.add_argument("dir", nargs="?", metavar="DIR", help="copy the sample PNGs into this folder")
+    samples.set_defaults(run=cmd_samples)
+    bench = commands.add_parser("make-benchmark", help=cmd_make_benchmark.__doc__)
+    bench.add_argument("root", metavar="ROOT", help="folder to write ROOT/<degradation>/LQ/*.png and GT/*.png into")
+    bench.add_argument("--seed", type=int, required=True, help="random seed: same seed, same files")
+    bench.add_argument("--per-type", type=int, default=20, metavar="N", help="images per degradation (default 20)")
+    bench.add_argument("--size", type=int, default=256, metavar="PX", help="crop size in pixels (default 256)")
+    bench.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    bench.set_defaults(run=cmd_make_benchmark)
+    evaluate = commands.add_parser("evaluate", help=cmd_evaluate.__doc__)
+    evaluate.add_argument("root", metavar="ROOT", help="benchmark folder: ROOT/<degradation>/LQ/*.png and GT/*.png")
+    evaluate.add_argument("--restorer", help="restorer name (default: the model's preferred one)")
+    evaluate.add_argument("--classifier", default="daclip", help="classifier name, or 'none' (default: daclip)")
+    _add_model_arguments(evaluate)
+    evaluate.add_argument("--sampler", help="posterior (default) or sde")
+    evaluate.add_argument("--seed", type=int, help="random seed (default 0: reproducible)")
+    evaluate.add_argument("--tile-size", type=int, help="process in tiles of this size (0: never)")
+    evaluate.add_argument("--precision", help="fp32 (default); on GPUs also tf32, bf16, fp16")
+    evaluate.add_argument("--limit", type=int, metavar="N", help="only the first N images of each degradation")
+    evaluate.add_argument("--json", metavar="FILE", help="also write the report as JSON")
+    evaluate.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    evaluate.set_defaults(run=cmd_evaluate)
     return parser
 
 

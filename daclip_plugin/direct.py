@@ -18,7 +18,6 @@ control=True)``, unnormalised), exactly as the IR-SDE pipeline computes them.
 
 from __future__ import annotations
 
-import functools
 import warnings
 from pathlib import Path
 from typing import Optional, Sequence, Union
@@ -29,7 +28,7 @@ from torch import Tensor
 
 from . import checkpoints, tiling
 from .daclip_model import DEGRADATIONS, DaCLIP, DegradationClassifier, DegradationEstimate
-from .errors import Cancelled, DaclipError, InvalidImageError
+from .errors import Cancelled, DaclipError, InvalidImageError, WeightsNotFoundError
 from .interfaces import ProgressCallback, StopCallback
 from .unet import ConditionalUNet
 
@@ -158,11 +157,6 @@ def load_daclip_quietly(path: Union[str, Path], device="cpu") -> DaCLIP:
         return checkpoints.load_daclip(path, device=device)
 
 
-@functools.lru_cache(maxsize=2)
-def _cached_models(daclip_key: tuple, unet_key: tuple, device: str) -> tuple[DaCLIP, ConditionalUNet]:
-    return load_daclip_quietly(daclip_key[0], device=device), checkpoints.load_unet(unet_key[0], device=device)
-
-
 def load_direct_restorer(
     daclip_path: Union[str, Path],
     unet_path: Union[str, Path],
@@ -174,10 +168,48 @@ def load_direct_restorer(
 
     Both load strictly through :mod:`daclip_plugin.checkpoints` (architectures inferred from
     the tensors or a sidecar ``.json``). Loaded models are kept for reuse, keyed by file
-    (path, size, modification time) and device.
+    (path, size, modification time) and device (see :func:`daclip_plugin.pipeline.cached_module`).
     """
-    from .pipeline import select_device
+    from .pipeline import cached_module, select_device
 
     device = str(select_device(device))
-    daclip, unet = _cached_models(_file_key(daclip_path), _file_key(unet_path), device)
+    _file_key(daclip_path), _file_key(unet_path)  # clear errors for missing files
+    daclip = cached_module("daclip", daclip_path, device, lambda: load_daclip_quietly(daclip_path, device=device))
+    unet = cached_module("unet", unet_path, device, lambda: checkpoints.load_unet(unet_path, device=device))
     return DirectRestorer(daclip, unet, prompts)
+
+
+def load_model(
+    model: str = "tiny",
+    *,
+    daclip_path: Optional[Union[str, Path]] = None,
+    unet_path: Optional[Union[str, Path]] = None,
+    download: bool = False,
+    progress: Optional[ProgressCallback] = None,
+    device: Union[str, torch.device, None] = "auto",
+    prompts: Sequence[str] = DEGRADATIONS,
+) -> DirectRestorer:
+    """The direct restorer of a registered model: its DA-CLIP and its ``direct`` file.
+
+    ``unet_path`` overrides the model's direct restorer UNet (and lets a model without one,
+    e.g. an official release, be used with a direct UNet of the same context width);
+    ``daclip_path`` its DA-CLIP. Files are found through :func:`daclip_plugin.weights.resolve`
+    (``download=True`` fetches missing ones) and loaded once per file and device.
+    """
+    from . import weights
+    from .pipeline import _load_models, select_device
+
+    spec = weights.get_model(model)
+    if spec.direct is None and unet_path is None:
+        others = ", ".join(repr(name) for name in weights.models_with("direct")) or "none is registered"
+        raise WeightsNotFoundError(
+            f"model {spec.name!r} has no direct restorer weights, so restorer {DirectRestorer.name!r} cannot use it. "
+            f"Models with direct restorer weights: {others}. Use restorer 'daclip' (IR-SDE diffusion) with "
+            f"{spec.name!r}, or give a direct restorer UNet with unet_path=."
+        )
+    resolved = weights.resolve(
+        spec, daclip_path=daclip_path, direct_path=unet_path, roles=("daclip", "direct"), download=download,
+        progress=progress,
+    )
+    loaded = _load_models(resolved, str(select_device(device)))
+    return DirectRestorer(loaded.daclip, loaded.direct, prompts)

@@ -7,10 +7,11 @@ sampling with the conditional UNet (optionally in overlapping tiles) -> RGB floa
 from __future__ import annotations
 
 import contextlib
+import json
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping, Optional, Sequence, Union
+from typing import Callable, Mapping, Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -182,20 +183,43 @@ def _file_key(path: Path) -> tuple[str, int, int]:
     return str(path.resolve()), stat.st_mtime_ns, stat.st_size
 
 
-#: Loaded models by (DA-CLIP file, UNet file, device); the newest few are kept.
+#: Loaded modules (DA-CLIP models and UNets) by (kind, file, architecture hint, device);
+#: the newest few are kept.
 _loaded: "OrderedDict[tuple, object]" = OrderedDict()
-_KEEP_LOADED = 2
+_KEEP_LOADED = 6
 
 
-def _load_models(resolved, device: str):
-    key = (_file_key(resolved.daclip), _file_key(resolved.unet), device)
+def cached_module(kind: str, path: Union[str, Path], device: str, load: Callable[[], object], hint=None):
+    """The module ``load()`` returns for file ``path``, reused while the file is unchanged.
+
+    Keyed by ``kind`` (``"daclip"`` or ``"unet"``), the file (path, size and modification
+    time), the architecture ``hint`` it is loaded with and ``device``; the newest
+    :data:`_KEEP_LOADED` modules are kept. Shared by every loader (IR-SDE pipeline, direct
+    restorer), so a DA-CLIP file used by both is loaded once.
+    """
+    key = (kind, _file_key(Path(path)), device, json.dumps(hint, sort_keys=True, default=str))
     if key in _loaded:
         _loaded.move_to_end(key)
     else:
-        _loaded[key] = weights.load(resolved, device=device)
+        _loaded[key] = load()
         while len(_loaded) > _KEEP_LOADED:
             _loaded.popitem(last=False)
     return _loaded[key]
+
+
+def _load_models(resolved: weights.ResolvedModel, device: str) -> weights.LoadedModel:
+    """Load every file of ``resolved`` on ``device``, reusing modules loaded before."""
+    modules = {
+        role: cached_module(
+            "daclip" if role == "daclip" else "unet",
+            resolved.path(role),
+            device,
+            lambda role=role: weights.load_file(resolved, role, device),
+            weights.config_hint(resolved, role),
+        )
+        for role in resolved.roles
+    }
+    return weights.LoadedModel(modules.get("daclip"), modules.get("unet"), resolved, modules.get("direct"))
 
 
 def load_pipeline(
@@ -216,7 +240,8 @@ def load_pipeline(
     ``progress(bytes_done, bytes_total)``.
     """
     resolved = weights.resolve(
-        model, daclip_path=daclip_path, unet_path=unet_path, download=download, progress=progress
+        model, daclip_path=daclip_path, unet_path=unet_path, roles=("daclip", "unet"), download=download,
+        progress=progress,
     )
     loaded = _load_models(resolved, str(select_device(device)))
     sde = IRSDESchedule.from_config(resolved.spec.sde or OFFICIAL_SDE)

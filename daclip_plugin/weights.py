@@ -2,8 +2,8 @@
 
 Plugins register :class:`ModelSpec` objects through the ``register_models`` hook (the official
 DA-CLIP releases come from the built-in plugin ``daclip_plugin.hooks.models``). Each model
-names two files, the DA-CLIP checkpoint and the restoration UNet, on the Hugging Face Hub or
-inside a Python package.
+names two files, the DA-CLIP checkpoint and the restoration UNet (IR-SDE), and optionally a
+third, a direct (one-pass) restorer UNet, on the Hugging Face Hub or inside a Python package.
 
 A Hub file is looked for, in this order:
 
@@ -42,8 +42,9 @@ DEFAULT_MODEL = "universal-ir"
 OFFLINE_MODEL = "tiny"
 """The embedded model shipped inside the package: it works without any download."""
 
-ROLES = ("daclip", "unet")
-ROLE_LABELS = {"daclip": "DA-CLIP", "unet": "UNet"}
+ROLES = ("daclip", "unet", "direct")
+"""The files a model may have: DA-CLIP, the IR-SDE UNet and (optional) the direct restorer UNet."""
+ROLE_LABELS = {"daclip": "DA-CLIP", "unet": "UNet", "direct": "direct restorer"}
 
 SOURCE_EXPLICIT = "explicit path"
 SOURCE_ENV = ENV_WEIGHTS_DIR
@@ -119,7 +120,7 @@ class WeightFile:
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """A named pair of DA-CLIP and UNet weights, with architecture hints for loading them.
+    """A named set of DA-CLIP and UNet weights, with architecture hints for loading them.
 
     ``clip_cfg`` is the open_clip config dict of the DA-CLIP model, or the name of a released
     one in :data:`daclip_plugin.checkpoints.RELEASED_DACLIP_CONFIGS` (``"daclip_ViT-B-32"``);
@@ -127,6 +128,11 @@ class ModelSpec:
     :data:`~daclip_plugin.checkpoints.RELEASED_UNET_CONFIGS` (``"universal-ir"``). ``None``
     lets :mod:`daclip_plugin.checkpoints` read the architecture from the file. ``sde`` holds
     the IR-SDE options the UNet was trained with (``None``: the official ones).
+
+    ``direct`` is an optional third file: a one-pass *direct restorer* UNet (same architecture
+    family, see :mod:`daclip_plugin.direct`), used by the ``daclip-direct`` restorer;
+    ``direct_cfg`` is its architecture hint like ``unet_cfg``. ``restorer`` names the restorer
+    the model prefers (``None``: the default ``daclip`` one), e.g. in ``daclip restore``.
     """
 
     name: str
@@ -136,11 +142,21 @@ class ModelSpec:
     clip_cfg: Union[str, Mapping[str, Any], None] = field(default=None, hash=False)
     unet_cfg: Union[str, Mapping[str, Any], None] = field(default=None, hash=False)
     sde: Optional[Mapping[str, Any]] = field(default=None, hash=False)
+    direct: Optional[WeightFile] = None
+    direct_cfg: Union[str, Mapping[str, Any], None] = field(default=None, hash=False)
+    restorer: Optional[str] = None
 
     @property
     def files(self) -> tuple[tuple[str, WeightFile], ...]:
-        """``(("daclip", file), ("unet", file))``."""
-        return (("daclip", self.daclip), ("unet", self.unet))
+        """``(("daclip", file), ("unet", file))``, plus ``("direct", file)`` when the model has one."""
+        files = (("daclip", self.daclip), ("unet", self.unet))
+        return files + ((("direct", self.direct),) if self.direct is not None else ())
+
+    def file(self, role: str) -> Optional[WeightFile]:
+        """The file of ``role`` (one of :data:`ROLES`); ``None`` when the model has none."""
+        if role not in ROLES:
+            raise ValueError(f"unknown weight file role {role!r}; roles: {', '.join(ROLES)}")
+        return dict(self.files).get(role)
 
     @property
     def embedded(self) -> bool:
@@ -150,15 +166,30 @@ class ModelSpec:
 
 @dataclass(frozen=True)
 class ResolvedModel:
-    """Local paths of a model's two files; ``sources`` says where each was found."""
+    """Local paths of a model's files; ``sources`` says where each was found.
+
+    A role that was not asked for (``resolve(..., roles=...)``) or that the model does not
+    have is ``None``.
+    """
 
     spec: ModelSpec
-    daclip: Path
-    unet: Path
+    daclip: Optional[Path]
+    unet: Optional[Path]
     sources: Mapping[str, str] = field(default_factory=dict, hash=False, compare=False)
+    direct: Optional[Path] = None
+
+    @property
+    def roles(self) -> tuple[str, ...]:
+        """The roles resolved here, in :data:`ROLES` order."""
+        return tuple(role for role in ROLES if getattr(self, role) is not None)
 
     def path(self, role: str) -> Path:
-        return {"daclip": self.daclip, "unet": self.unet}[role]
+        if role not in ROLES:
+            raise ValueError(f"unknown weight file role {role!r}; roles: {', '.join(ROLES)}")
+        path = getattr(self, role)
+        if path is None:
+            raise DaclipError(f"the {ROLE_LABELS[role]} file of model {self.spec.name!r} was not resolved")
+        return path
 
 
 @dataclass(frozen=True)
@@ -188,11 +219,12 @@ class FileStatus:
 
 @dataclass
 class LoadedModel:
-    """The loaded DA-CLIP and UNet modules of a model."""
+    """The loaded modules of a model (``None`` for a role that was not resolved)."""
 
     daclip: Any
     unet: Any
     resolved: ResolvedModel
+    direct: Any = None
 
     @property
     def spec(self) -> ModelSpec:
@@ -318,6 +350,40 @@ def _offline_hint() -> str:
     return f"The embedded model {names} works offline, without any download."
 
 
+def models_with(role: str) -> list[str]:
+    """Names of the registered models that have a file of ``role`` (e.g. ``"direct"``)."""
+    if role not in ROLES:
+        raise ValueError(f"unknown weight file role {role!r}; roles: {', '.join(ROLES)}")
+    return [spec.name for spec in list_models() if spec.file(role) is not None]
+
+
+_PATH_OPTIONS = {"daclip": "daclip_path", "unet": "unet_path", "direct": "direct_path"}
+
+
+def _no_such_file(spec: ModelSpec, role: str) -> WeightsNotFoundError:
+    others = ", ".join(repr(name) for name in models_with(role)) or "none is registered"
+    return WeightsNotFoundError(
+        f"model {spec.name!r} has no {ROLE_LABELS[role]} file. Models that have one: {others}. "
+        f"Choose one of them, or give the file with {_PATH_OPTIONS[role]}=."
+    )
+
+
+def _wanted_roles(spec: ModelSpec, roles: Optional[Sequence[str]], explicit: Mapping[str, Any]) -> list[str]:
+    """The roles to resolve: ``roles`` (checked), or every file of ``spec`` (plus an explicit direct file)."""
+    if roles is None:
+        wanted = [role for role, _ in spec.files]
+        if explicit.get("direct") is not None and "direct" not in wanted:
+            wanted.append("direct")
+        return wanted
+    unknown = [role for role in roles if role not in ROLES]
+    if unknown:
+        raise ValueError(f"unknown weight file role(s) {', '.join(map(repr, unknown))}; roles: {', '.join(ROLES)}")
+    for role in roles:
+        if spec.file(role) is None and explicit.get(role) is None:
+            raise _no_such_file(spec, role)
+    return [role for role in ROLES if role in roles]
+
+
 def format_size(size: Optional[int]) -> str:
     """``1234567`` -> ``"1.2 MB"``; ``None`` -> ``"size unknown"``."""
     if size is None:
@@ -366,6 +432,8 @@ def resolve(
     *,
     daclip_path: Optional[PathLike] = None,
     unet_path: Optional[PathLike] = None,
+    direct_path: Optional[PathLike] = None,
+    roles: Optional[Sequence[str]] = None,
     download: bool = False,
     progress: Optional[ProgressCallback] = None,
     should_stop: Optional[StopCallback] = None,
@@ -374,16 +442,30 @@ def resolve(
 ) -> ResolvedModel:
     """Local paths of model ``name``'s files, downloading missing ones only if ``download``.
 
+    ``roles`` limits the files to those roles (e.g. ``("daclip", "direct")``; default: every
+    file of the model, plus ``direct_path`` when given). Asking for a role the model has no
+    file for, without an explicit path, is a
+    :class:`~daclip_plugin.errors.WeightsNotFoundError` that names the models that have one.
+
     Raises :class:`~daclip_plugin.errors.WeightsNotFoundError` naming every place looked at
     and the command that downloads the model, or
     :class:`~daclip_plugin.errors.DownloadError` when a requested download fails.
     """
     spec = get_model(name)
-    explicit = {"daclip": daclip_path, "unet": unet_path}
+    explicit = {"daclip": daclip_path, "unet": unet_path, "direct": direct_path}
     paths: dict[str, Path] = {}
     sources: dict[str, str] = {}
     missing: list[tuple[str, WeightFile, _Lookup]] = []
-    for role, file in spec.files:
+    for role in _wanted_roles(spec, roles, explicit):
+        file = spec.file(role)
+        if file is None:  # no registered file: only the explicit path (given, see _wanted_roles)
+            path = Path(explicit[role]).expanduser()
+            if not path.is_file():
+                raise WeightsNotFoundError(
+                    f"the {ROLE_LABELS[role]} file given with {_PATH_OPTIONS[role]}= does not exist: {path}"
+                )
+            paths[role], sources[role] = path, SOURCE_EXPLICIT
+            continue
         lookup = _find(file, explicit[role], cache_dir)
         if lookup.path is not None:
             paths[role], sources[role] = lookup.path, lookup.source or ""
@@ -404,7 +486,11 @@ def resolve(
         )
         for role, path in fetched.items():
             paths[role], sources[role] = path, SOURCE_DOWNLOADED
-    return ResolvedModel(spec, paths["daclip"], paths["unet"], sources)
+    return _resolved(spec, paths, sources)
+
+
+def _resolved(spec: ModelSpec, paths: Mapping[str, Path], sources: Mapping[str, str]) -> ResolvedModel:
+    return ResolvedModel(spec, paths.get("daclip"), paths.get("unet"), dict(sources), paths.get("direct"))
 
 
 def download(
@@ -460,7 +546,7 @@ def download(
         )
         for role, path in fetched.items():
             paths[role], sources[role] = path, SOURCE_DOWNLOADED
-    return ResolvedModel(spec, paths["daclip"], paths["unet"], sources)
+    return _resolved(spec, paths, sources)
 
 
 # --------------------------------------------------------------------------- downloading
@@ -644,21 +730,52 @@ def _load_file(loader: Callable[..., Any], path: Path, spec: ModelSpec, role: st
         ) from exc
 
 
+def config_hint(resolved: ResolvedModel, role: str) -> Optional[dict]:
+    """The architecture the model's registration gives for its ``role`` file (``None``: read it from the file).
+
+    A file the caller named explicitly gets no hint.
+    """
+    from . import checkpoints
+
+    spec, source = resolved.spec, resolved.sources.get(role)
+    if role == "daclip":
+        return _config(spec, spec.clip_cfg, checkpoints.RELEASED_DACLIP_CONFIGS, "clip_cfg", source)
+    value, what = (spec.unet_cfg, "unet_cfg") if role == "unet" else (spec.direct_cfg, "direct_cfg")
+    return _config(spec, value, checkpoints.RELEASED_UNET_CONFIGS, what, source)
+
+
+def load_file(resolved: ResolvedModel, role: str, device: Any = "cpu") -> Any:
+    """Load the ``role`` file of a resolved model on ``device`` (a DA-CLIP or a conditional UNet).
+
+    Corrupt or mismatched files raise :class:`~daclip_plugin.errors.CheckpointError` naming
+    the file.
+    """
+    from . import checkpoints
+
+    path, hint, source = resolved.path(role), config_hint(resolved, role), resolved.sources.get(role, "")
+    if role == "daclip":
+        return _load_file(checkpoints.load_daclip, path, resolved.spec, role, source, clip_cfg=hint, device=device)
+    return _load_file(checkpoints.load_unet, path, resolved.spec, role, source, unet_cfg=hint, device=device)
+
+
 def load(
     model: Union[str, ModelSpec, ResolvedModel] = DEFAULT_MODEL,
     device: Any = "cpu",
     *,
     daclip_path: Optional[PathLike] = None,
     unet_path: Optional[PathLike] = None,
+    direct_path: Optional[PathLike] = None,
+    roles: Optional[Sequence[str]] = None,
     download: bool = False,
     progress: Optional[ProgressCallback] = None,
     cache_dir: Optional[PathLike] = None,
     endpoint: Optional[str] = None,
 ) -> LoadedModel:
-    """Resolve model ``model`` (see :func:`resolve`) and load its DA-CLIP and UNet on ``device``.
+    """Resolve model ``model`` (see :func:`resolve`) and load its files on ``device``.
 
-    Corrupt or mismatched files raise :class:`~daclip_plugin.errors.CheckpointError` naming
-    the file.
+    Every resolved file is loaded: the DA-CLIP, the UNet and, when the model has one (or
+    ``direct_path`` is given), the direct restorer; ``roles`` limits them. Corrupt or
+    mismatched files raise :class:`~daclip_plugin.errors.CheckpointError` naming the file.
     """
     if isinstance(model, ResolvedModel):
         resolved = model
@@ -667,23 +784,12 @@ def load(
             model,
             daclip_path=daclip_path,
             unet_path=unet_path,
+            direct_path=direct_path,
+            roles=roles,
             download=download,
             progress=progress,
             cache_dir=cache_dir,
             endpoint=endpoint,
         )
-    from . import checkpoints
-
-    spec = resolved.spec
-    sources = resolved.sources
-    daclip = _load_file(
-        checkpoints.load_daclip, resolved.daclip, spec, "daclip", sources.get("daclip", ""),
-        clip_cfg=_config(spec, spec.clip_cfg, checkpoints.RELEASED_DACLIP_CONFIGS, "clip_cfg", sources.get("daclip")),
-        device=device,
-    )
-    unet = _load_file(
-        checkpoints.load_unet, resolved.unet, spec, "unet", sources.get("unet", ""),
-        unet_cfg=_config(spec, spec.unet_cfg, checkpoints.RELEASED_UNET_CONFIGS, "unet_cfg", sources.get("unet")),
-        device=device,
-    )
-    return LoadedModel(daclip, unet, resolved)
+    modules = {role: load_file(resolved, role, device) for role in resolved.roles}
+    return LoadedModel(modules.get("daclip"), modules.get("unet"), resolved, modules.get("direct"))

@@ -1,4 +1,9 @@
-"""The built-in DA-CLIP restorer and classifier, registered like any third-party plugin."""
+"""The built-in DA-CLIP restorers and classifier, registered like any third-party plugin.
+
+``daclip``: DA-CLIP-guided IR-SDE diffusion (100 UNet passes, seeded). ``daclip-direct``:
+DA-CLIP contexts and one pass of a direct restorer UNet (deterministic), for models with
+direct restorer weights such as the embedded ``tiny``.
+"""
 
 from __future__ import annotations
 
@@ -45,6 +50,33 @@ class DaclipRestorer(Restorer):
         )
 
 
+class DaclipDirectRestorer(Restorer):
+    """DA-CLIP contexts + one pass of a direct restorer UNet (models with a ``direct`` file)."""
+
+    name = "daclip-direct"
+    description = "DA-CLIP-conditioned UNet, one pass per image, deterministic (the embedded 'tiny' model's restorer)"
+
+    def restore(
+        self,
+        image,
+        *,
+        progress=None,
+        should_stop=None,
+        model: str = "tiny",
+        daclip_path: Optional[str] = None,
+        unet_path: Optional[str] = None,
+        download: bool = False,
+        device: str = "auto",
+        tile_size: Optional[int] = None,
+    ):
+        from daclip_plugin import direct
+
+        restorer = direct.load_model(
+            model, daclip_path=daclip_path, unet_path=unet_path, download=download, device=device
+        )
+        return restorer.restore(image, tile_size=tile_size, progress=progress, should_stop=should_stop)
+
+
 class DaclipClassifier(Classifier):
     """Zero-shot degradation classification with DA-CLIP's degradation features."""
 
@@ -68,6 +100,7 @@ class DaclipClassifier(Classifier):
 @hookimpl
 def register_restorers(register):
     register(DaclipRestorer())
+    register(DaclipDirectRestorer())
 
 
 @hookimpl

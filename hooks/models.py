@@ -1,10 +1,15 @@
-"""The official DA-CLIP weights, registered as named models.
+"""The official DA-CLIP weights and the embedded ``tiny`` model, registered as named models.
 
-All files live in the Hugging Face repository ``weblzw/daclip-uir-ViT-B-32-irsde`` and are
+The official files live in the Hugging Face repository ``weblzw/daclip-uir-ViT-B-32-irsde`` and are
 downloaded only on request (``daclip download NAME``). Their sizes are not recorded here
 (``size=None``: unknown until the server is asked). The architectures are named after the
 released configs of :mod:`daclip_plugin.checkpoints` (those of the official ``test.yml``
 options), so a file of another architecture fails to load with a clear error.
+
+``tiny`` ships inside the package (``daclip_plugin.models.tiny``, about 22 MB in float16):
+a small DA-CLIP, an IR-SDE UNet and a direct (one-pass) restorer UNet trained by
+:mod:`daclip_plugin.training` on synthetic degradations (see ``provenance.json`` there). It
+works offline and prefers the fast ``daclip-direct`` restorer.
 """
 
 from daclip_plugin.hookspecs import hookimpl
@@ -37,8 +42,37 @@ OFFICIAL_MODELS = (
     ),
 )
 
+TINY_PACKAGE = "daclip_plugin.models.tiny"
+#: The architectures of the embedded files (``daclip_plugin.training.TINY_CLIP_CFG`` and
+#: ``TINY_UNET_CFG`` with the DA-CLIP's context width), given so that they load exactly.
+TINY_CLIP_CFG = {
+    "embed_dim": 64,
+    "vision_cfg": {"image_size": 112, "layers": 4, "width": 128, "patch_size": 16, "head_width": 64},
+    "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 64, "heads": 1, "layers": 3},
+}
+TINY_UNET_CFG = {
+    "in_nc": 3, "out_nc": 3, "nf": 32, "ch_mult": [1, 2, 2, 3], "context_dim": 64,
+    "use_degra_context": True, "use_image_context": True, "scale": 1,
+}
+
+TINY_MODEL = ModelSpec(
+    name="tiny",
+    description=(
+        "small embedded model, works offline: tiny DA-CLIP + one-pass direct restorer "
+        "(also an IR-SDE UNet); trained on synthetic degradations, far weaker than the official models"
+    ),
+    daclip=WeightFile.in_package(TINY_PACKAGE, "daclip_tiny.pt"),
+    unet=WeightFile.in_package(TINY_PACKAGE, "irsde_tiny.pth"),
+    direct=WeightFile.in_package(TINY_PACKAGE, "direct_tiny.pth"),
+    clip_cfg=TINY_CLIP_CFG,
+    unet_cfg=TINY_UNET_CFG,
+    direct_cfg=TINY_UNET_CFG,
+    restorer="daclip-direct",
+)
+
 
 @hookimpl
 def register_models(register):
     for spec in OFFICIAL_MODELS:
         register(spec)
+    register(TINY_MODEL)

@@ -2,6 +2,8 @@
 # Set up everything daclip-plugin needs on a fresh Debian/Ubuntu machine, then run a job.
 #
 #   bash scripts/setup.sh test [PYTEST_ARGS...]   # the test suite (under a virtual X server)
+#   bash scripts/setup.sh demo                    # restore the bundled sample images with the
+#                                                 # embedded model 'tiny' (offline) into outputs/demo
 #   bash scripts/setup.sh env                     # only set up .venv
 #
 # Environment:
@@ -9,6 +11,7 @@
 #   DACLIP_TORCH   pip requirement(s) for PyTorch (default: the CPU-tested pins below);
 #                  set it to e.g. "torch torchvision --index-url https://download.pytorch.org/whl/cu124"
 #                  to use a GPU build of your choice.
+#   DACLIP_DEMO_OUT  folder for the demo's results (default: outputs/demo)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -39,6 +42,15 @@ setup_venv() {
     "$VENV/bin/python" -m pip install -q -e ".[test,qt]"
 }
 
+run_demo() {
+    local out=${DACLIP_DEMO_OUT:-outputs/demo}
+    echo "copying the bundled sample images into $out/samples"
+    "$VENV/bin/daclip" samples "$out/samples" >/dev/null
+    # the embedded model works offline; its preferred restorer is the one-pass daclip-direct
+    "$VENV/bin/daclip" restore "$out"/samples/*.png --model tiny --side-by-side -o "$out"
+    echo "done: $out/NAME_restored.png (restored) and $out/NAME_restored_compare.png (input | restored)"
+}
+
 job=${1:-test}
 shift || true
 case "$job" in
@@ -51,8 +63,13 @@ case "$job" in
         setup_venv
         exec "$VENV/bin/python" -m pytest "$@"
         ;;
+    demo)
+        install_system_packages
+        setup_venv
+        run_demo
+        ;;
     *)
-        echo "usage: bash scripts/setup.sh {test|env} [args...]" >&2
+        echo "usage: bash scripts/setup.sh {test|demo|env} [args...]" >&2
         exit 2
         ;;
 esac

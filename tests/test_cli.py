@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -27,7 +29,8 @@ def test_plugins_lists_components_with_their_plugin(install_plugin, fresh_plugin
     assert cli.main(["plugins"]) == 0
     out = capsys.readouterr().out
     restorers, classifiers = out.split("Classifiers:")
-    assert "invert  [inverter]  inverts the image" in restorers
+    assert re.search(r"\n  invert +\[inverter\]  inverts the image\n", restorers)
+    assert re.search(r"daclip-direct +\[daclip_plugin.hooks.builtin\]", restorers)
     assert "invert-brightness  [inverter]" in classifiers
 
 

@@ -21,7 +21,9 @@ def wheel(tmp_path_factory) -> zipfile.ZipFile:
     source = tmp_path_factory.mktemp("source")
     out = tmp_path_factory.mktemp("dist")
     # build from a copy, so the build leaves nothing behind in the checkout
-    ignore = shutil.ignore_patterns(".venv", ".git", "*.egg-info", "build", "dist", "__pycache__", ".pytest_cache")
+    ignore = shutil.ignore_patterns(
+        ".venv", ".git", "*.egg-info", "build", "dist", "__pycache__", ".pytest_cache", "outputs", ".whl", ".hypothesis"
+    )
     shutil.copytree(ROOT, source / "project", symlinks=True, ignore=ignore)
     subprocess.run(
         [sys.executable, "-m", "build", "--wheel", "--no-isolation", "--outdir", str(out), str(source / "project")],
@@ -41,6 +43,21 @@ def test_wheel_contains_manifest_and_hooks(wheel):
     manifest = wheel.read("daclip_plugin/napari.yaml").decode()
     assert manifest == (ROOT / "napari.yaml").read_text()
     assert not any(name.startswith(("tests/", "hooks/")) for name in names)
+
+
+def test_wheel_contains_the_embedded_model_and_samples(wheel):
+    names = set(wheel.namelist())
+    tiny = "daclip_plugin/models/tiny/"
+    for name in ("__init__.py", "daclip_tiny.pt", "irsde_tiny.pth", "direct_tiny.pth", "provenance.json"):
+        assert tiny + name in names, name
+        assert wheel.read(tiny + name) == (ROOT / tiny / name).read_bytes(), name
+    assert "daclip_plugin/models/__init__.py" in names
+    assert sum(wheel.getinfo(tiny + n).file_size for n in ("daclip_tiny.pt", "irsde_tiny.pth", "direct_tiny.pth")) <= 25_000_000
+    from daclip_plugin.sample_data import SAMPLES
+
+    for sample in SAMPLES.values():
+        assert f"daclip_plugin/samples/{sample.file}" in names
+    assert "daclip_plugin/sample_data.py" in names and "daclip_plugin/evaluation.py" in names
 
 
 def test_wheel_declares_entry_points(wheel):

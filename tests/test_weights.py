@@ -256,7 +256,7 @@ def test_official_models_are_registered(fresh_plugins):
 
 
 def test_unknown_model_lists_the_available_ones(fresh_plugins):
-    with pytest.raises(UnknownNameError, match="unknown model 'nope'; available: universal-ir, universal-ir-mix, wild-ir"):
+    with pytest.raises(UnknownNameError, match="unknown model 'nope'; available: tiny, universal-ir, universal-ir-mix, wild-ir"):
         weights.get_model("nope")
 
 
