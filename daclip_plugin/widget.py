@@ -529,6 +529,7 @@ class DaclipWidget(Container):
         self.extend([self._form, self._buttons, self._progress, self._status, self._table_title, self._table])
 
         self._restorer.changed.connect(self._update_controls)
+        self._model.changed.connect(self._use_preferred_restorer)
         self._model.changed.connect(self._update_controls)
         self._layers.changed.connect(self._update_controls)
         self._download.changed.connect(self._start_download)
@@ -628,6 +629,14 @@ class DaclipWidget(Container):
             if name in names:
                 self._model.value = name
                 return
+
+    def _use_preferred_restorer(self) -> None:
+        """Switch to the restorer the chosen model is meant for (``tiny``: ``daclip-direct``)."""
+        if self._model.value is None:
+            return
+        preferred = weights.get_model(self._model.value).restorer
+        if preferred in self._restorer_choices():
+            self._restorer.value = preferred
 
     # ----------------------------------------------------------------- settings
 

@@ -92,6 +92,11 @@ def test_layer_list_follows_the_viewer_and_controls_follow_the_restorer(open_wid
     assert widget.restorer_options().keys() == {"model", "sampler", "seed", "device"}
     labels = dict((value, label) for label, value in widget._model._widget._mgui_get_choices())
     assert "universal-ir" in labels and "not downloaded" in labels["universal-ir"]
+    # choosing a model switches to the restorer it is meant for, if it names one
+    widget._model.value = "universal-ir"
+    assert widget._restorer.value == "daclip"
+    widget._model.value = "tiny"
+    assert widget._restorer.value == "daclip-direct"
 
 
 def test_restore_adds_a_layer_with_the_source_geometry_and_settings(open_widget, qtbot):
