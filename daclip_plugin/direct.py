@@ -27,17 +27,14 @@ import torch
 from torch import Tensor
 
 from . import checkpoints, tiling
-from .daclip_model import DEGRADATIONS, DaCLIP, DegradationClassifier, DegradationEstimate
-from .errors import Cancelled, DaclipError, InvalidImageError, WeightsNotFoundError
+from .daclip_model import DEGRADATIONS, DaCLIP
+from .errors import Cancelled, DaclipError, WeightsNotFoundError
 from .interfaces import ProgressCallback, StopCallback
+from .pipeline import DEFAULT_OVERLAP, ConditionedModel, tile_size_for
 from .unet import ConditionalUNet
 
 #: The timestep the direct restorer passes to the UNet (a constant: there is no diffusion).
 DIRECT_TIME = 0
-#: Images with a side longer than this are restored in tiles unless told otherwise.
-AUTO_TILE_THRESHOLD = 1024
-DEFAULT_TILE = 512
-DEFAULT_OVERLAP = 64
 
 
 def direct_restore(
@@ -54,11 +51,7 @@ def direct_restore(
     return lq + residual.to(lq.dtype)
 
 
-def _to_uint8(rgb: np.ndarray) -> np.ndarray:
-    return np.rint(np.clip(rgb, 0.0, 1.0) * 255).astype(np.uint8)
-
-
-class DirectRestorer:
+class DirectRestorer(ConditionedModel):
     """DA-CLIP contexts + one conditional-UNet pass: ``restore(rgb) -> rgb``.
 
     Images are ``float32`` ``(H, W, 3)`` RGB arrays in ``[0, 1]``. ``classify`` gives the
@@ -67,24 +60,6 @@ class DirectRestorer:
 
     name = "daclip-direct"
     description = "DA-CLIP-conditioned UNet, one pass (the small embedded model's fast restorer)"
-
-    def __init__(self, daclip: DaCLIP, unet: ConditionalUNet, prompts: Sequence[str] = DEGRADATIONS):
-        self.daclip = daclip.eval()
-        self.unet = unet.eval()
-        self.classifier = DegradationClassifier(self.daclip, tuple(prompts))
-
-    @property
-    def device(self) -> torch.device:
-        return next(self.unet.parameters()).device
-
-    def estimate(self, rgb: np.ndarray) -> DegradationEstimate:
-        """One DA-CLIP pass: degradation probabilities and the UNet's contexts."""
-        _check_rgb(rgb)
-        return self.classifier.estimate(_to_uint8(rgb))
-
-    def classify(self, rgb: np.ndarray) -> dict[str, float]:
-        """Probability of each degradation prompt."""
-        return self.estimate(rgb).as_dict()
 
     @torch.no_grad()
     def restore(
@@ -106,10 +81,7 @@ class DirectRestorer:
         if should_stop is not None and should_stop():
             raise Cancelled("stopped before DA-CLIP ran")
         estimate = self.estimate(rgb)
-        if tile_size is None:
-            tile_size = DEFAULT_TILE if max(rgb.shape[:2]) > AUTO_TILE_THRESHOLD else 0
-        if tile_size and tile_size <= tile_overlap:
-            raise DaclipError(f"tile_size ({tile_size}) must be larger than tile_overlap ({tile_overlap})")
+        tile_size = tile_size_for(rgb.shape[:2], tile_size, tile_overlap)
         if should_stop is not None and should_stop():
             raise Cancelled("stopped before the UNet ran")
         dtype = next(self.unet.parameters()).dtype
@@ -128,14 +100,6 @@ class DirectRestorer:
         if progress is not None:
             progress(1, 1)
         return out.clamp(0, 1)[0].permute(1, 2, 0).float().cpu().numpy()
-
-
-def _check_rgb(rgb: np.ndarray) -> None:
-    if not isinstance(rgb, np.ndarray) or rgb.ndim != 3 or rgb.shape[-1] != 3 or rgb.size == 0:
-        shape = getattr(rgb, "shape", None)
-        raise InvalidImageError(f"expected a non-empty (H, W, 3) RGB image, got shape {shape}")
-    if not np.isfinite(rgb).all():
-        raise InvalidImageError("the image has NaN or infinite values")
 
 
 def _file_key(path: Union[str, Path]) -> tuple[str, float, int]:

@@ -9,9 +9,8 @@ from __future__ import annotations
 import contextlib
 import json
 from collections import OrderedDict
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Mapping, Optional, Sequence, Union
+from typing import Callable, Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -25,10 +24,7 @@ from .unet import ConditionalUNet
 
 #: The IR-SDE options of the released models (``test.yml`` of the official code).
 OFFICIAL_SDE = {"max_sigma": 50, "T": 100, "schedule": "cosine", "eps": 0.005}
-#: Images with a side longer than this are restored in tiles unless told otherwise.
-AUTO_TILE_THRESHOLD = 1024
-DEFAULT_TILE = 512
-DEFAULT_OVERLAP = 64
+DEFAULT_OVERLAP = tiling.DEFAULT_OVERLAP
 #: UNet arithmetic: exact float32 (default), or on GPUs TensorFloat-32 (NVIDIA) or autocast
 #: to bfloat16 / float16. DA-CLIP and the sampler's state always stay in float32. (On CPUs,
 #: bfloat16 autocast measured 20x slower than float32: see benchmarks/bench_restore.py.)
@@ -83,28 +79,31 @@ def _to_uint8(rgb: np.ndarray) -> np.ndarray:
 
 
 def _check_rgb(rgb: np.ndarray) -> None:
-    if rgb.ndim != 3 or rgb.shape[-1] != 3 or rgb.size == 0:
-        raise InvalidImageError(f"expected a non-empty (H, W, 3) RGB image, got shape {rgb.shape}")
+    if not isinstance(rgb, np.ndarray) or rgb.ndim != 3 or rgb.shape[-1] != 3 or rgb.size == 0:
+        raise InvalidImageError(f"expected a non-empty (H, W, 3) RGB image, got shape {getattr(rgb, 'shape', None)}")
     if not np.isfinite(rgb).all():
         raise InvalidImageError("the image has NaN or infinite values")
 
 
-@dataclass
-class DaclipPipeline:
-    """A loaded DA-CLIP model and restoration UNet, ready to classify and restore images.
+def tile_size_for(shape, tile_size: Optional[int], overlap: int) -> int:
+    """:func:`daclip_plugin.tiling.resolve_tile_size`, with its error as a :class:`DaclipError`."""
+    try:
+        return tiling.resolve_tile_size(shape, tile_size, overlap)
+    except ValueError as exc:
+        raise DaclipError(str(exc)) from None
+
+
+class ConditionedModel:
+    """A DA-CLIP model and a UNet conditioned on its contexts: the shared part of the restorers.
 
     Images are ``float32`` ``(H, W, 3)`` RGB arrays in ``[0, 1]``
     (see :func:`daclip_plugin.imaging.normalize` for other inputs).
     """
 
-    daclip: DaCLIP
-    unet: ConditionalUNet
-    schedule: IRSDESchedule = field(default_factory=lambda: IRSDESchedule.from_config(OFFICIAL_SDE))
-    prompts: Sequence[str] = DEGRADATIONS
-
-    def __post_init__(self) -> None:
-        self.daclip.eval()
-        self.unet.eval()
+    def __init__(self, daclip: DaCLIP, unet: ConditionalUNet, prompts: Sequence[str] = DEGRADATIONS):
+        self.daclip = daclip.eval()
+        self.unet = unet.eval()
+        self.prompts = tuple(prompts)
         self.classifier = DegradationClassifier(self.daclip, self.prompts)
 
     @property
@@ -119,6 +118,20 @@ class DaclipPipeline:
     def classify(self, rgb: np.ndarray) -> dict[str, float]:
         """Probability of each degradation prompt."""
         return self.estimate(rgb).as_dict()
+
+
+class DaclipPipeline(ConditionedModel):
+    """A loaded DA-CLIP model and IR-SDE restoration UNet, ready to classify and restore images."""
+
+    def __init__(
+        self,
+        daclip: DaCLIP,
+        unet: ConditionalUNet,
+        schedule: Optional[IRSDESchedule] = None,
+        prompts: Sequence[str] = DEGRADATIONS,
+    ):
+        super().__init__(daclip, unet, prompts)
+        self.schedule = schedule if schedule is not None else IRSDESchedule.from_config(OFFICIAL_SDE)
 
     @torch.no_grad()
     def restore(
@@ -148,7 +161,8 @@ class DaclipPipeline:
         estimate = self.estimate(rgb)
         device = self.device
         lq = torch.from_numpy(np.ascontiguousarray(rgb, dtype=np.float32)).permute(2, 0, 1)[None].to(device)
-        noise_fn = self._noise_fn(lq, estimate, *self._tiling(lq.shape[-2:], tile_size, tile_overlap))
+        tile = tile_size_for(lq.shape[-2:], tile_size, tile_overlap)
+        noise_fn = self._noise_fn(lq, estimate, tile, tile_overlap)
         generator = torch.Generator(device=device)
         if seed is None:
             generator.seed()
@@ -159,14 +173,6 @@ class DaclipPipeline:
                 noise_fn, lq, self.schedule, generator=generator, progress=progress, should_stop=should_stop
             )
         return out.clamp(0, 1)[0].permute(1, 2, 0).float().cpu().numpy()
-
-    @staticmethod
-    def _tiling(shape, tile_size: Optional[int], overlap: int) -> tuple[int, int]:
-        if tile_size is None:
-            tile_size = DEFAULT_TILE if max(shape) > AUTO_TILE_THRESHOLD else 0
-        if tile_size and tile_size <= overlap:
-            raise DaclipError(f"tile_size ({tile_size}) must be larger than tile_overlap ({overlap})")
-        return tile_size, overlap
 
     def _noise_fn(self, lq: torch.Tensor, estimate: DegradationEstimate, tile: int, overlap: int):
         def predict(x, cond, t):

@@ -6,10 +6,28 @@ network's working memory is bounded by the tile size.
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Optional
 
 import torch
 from torch import Tensor
+
+#: Images with a side longer than this are processed in tiles unless told otherwise.
+AUTO_TILE_THRESHOLD = 1024
+DEFAULT_TILE = 512
+DEFAULT_OVERLAP = 64
+
+
+def resolve_tile_size(shape, tile_size: Optional[int], overlap: int) -> int:
+    """The tile size to use for an image of ``shape`` (H, W): 0 means one whole pass.
+
+    ``None`` picks :data:`DEFAULT_TILE` for images with a side over
+    :data:`AUTO_TILE_THRESHOLD` and 0 otherwise.
+    """
+    if tile_size is None:
+        tile_size = DEFAULT_TILE if max(shape) > AUTO_TILE_THRESHOLD else 0
+    if tile_size and tile_size <= overlap:
+        raise ValueError(f"tile_size ({tile_size}) must be larger than tile_overlap ({overlap})")
+    return tile_size
 
 
 def tile_starts(size: int, tile: int, overlap: int) -> list[int]:

@@ -47,3 +47,14 @@ def test_bad_overlap_is_rejected():
     x = torch.zeros(1, 3, 10, 10)
     with pytest.raises(ValueError, match="overlap"):
         apply_tiled(lambda a, b: a, x, x, tile=8, overlap=8)
+
+
+def test_tile_size_resolution():
+    from daclip_plugin.tiling import AUTO_TILE_THRESHOLD, DEFAULT_TILE, resolve_tile_size
+
+    assert resolve_tile_size((AUTO_TILE_THRESHOLD, 10), None, 64) == 0
+    assert resolve_tile_size((AUTO_TILE_THRESHOLD + 1, 10), None, 64) == DEFAULT_TILE
+    assert resolve_tile_size((5000, 5000), 0, 64) == 0
+    assert resolve_tile_size((10, 10), 96, 64) == 96
+    with pytest.raises(ValueError, match="tile_size"):
+        resolve_tile_size((10, 10), 64, 64)
