@@ -28,7 +28,7 @@ from torch import Tensor
 
 from . import checkpoints, tiling
 from .daclip_model import DEGRADATIONS, DaCLIP
-from .errors import Cancelled, DaclipError, WeightsNotFoundError
+from .errors import Cancelled, WeightsNotFoundError
 from .interfaces import ProgressCallback, StopCallback
 from .pipeline import DEFAULT_OVERLAP, ConditionedModel, tile_size_for
 from .unet import ConditionalUNet
@@ -102,14 +102,6 @@ class DirectRestorer(ConditionedModel):
         return out.clamp(0, 1)[0].permute(1, 2, 0).float().cpu().numpy()
 
 
-def _file_key(path: Union[str, Path]) -> tuple[str, float, int]:
-    path = Path(path)
-    if not path.is_file():
-        raise DaclipError(f"checkpoint file not found: {path}")
-    stat = path.stat()
-    return str(path.resolve()), stat.st_mtime, stat.st_size
-
-
 def load_daclip_quietly(path: Union[str, Path], device="cpu") -> DaCLIP:
     """:func:`checkpoints.load_daclip` without the attention-heads warning.
 
@@ -137,7 +129,6 @@ def load_direct_restorer(
     from .pipeline import cached_module, select_device
 
     device = str(select_device(device))
-    _file_key(daclip_path), _file_key(unet_path)  # clear errors for missing files
     daclip = cached_module("daclip", daclip_path, device, lambda: load_daclip_quietly(daclip_path, device=device))
     unet = cached_module("unet", unet_path, device, lambda: checkpoints.load_unet(unet_path, device=device))
     return DirectRestorer(daclip, unet, prompts)

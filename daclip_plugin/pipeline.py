@@ -185,6 +185,8 @@ class DaclipPipeline(ConditionedModel):
 
 
 def _file_key(path: Path) -> tuple[str, int, int]:
+    if not path.is_file():
+        raise DaclipError(f"checkpoint file not found: {path}")
     stat = path.stat()
     return str(path.resolve()), stat.st_mtime_ns, stat.st_size
 
