@@ -247,6 +247,13 @@ def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--download", action="store_true", default=None, help="download missing weights first")
 
 
+def _add_restorer_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--sampler", help="posterior (default) or sde")
+    parser.add_argument("--seed", type=int, help="random seed (default 0: reproducible)")
+    parser.add_argument("--tile-size", type=int, help="process in tiles of this size (0: never)")
+    parser.add_argument("--precision", help="fp32 (default); on GPUs also tf32, bf16, fp16")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="daclip",
@@ -291,10 +298,7 @@ def build_parser() -> argparse.ArgumentParser:
     restore.add_argument("--restorer", help="restorer name (default: the model's preferred one)")
     restore.add_argument("--classifier", default="daclip", help="classifier for the printed probabilities")
     _add_model_arguments(restore)
-    restore.add_argument("--sampler", help="posterior (default) or sde")
-    restore.add_argument("--seed", type=int, help="random seed (default 0: reproducible)")
-    restore.add_argument("--tile-size", type=int, help="process in tiles of this size (0: never)")
-    restore.add_argument("--precision", help="fp32 (default); on GPUs also tf32, bf16, fp16")
+    _add_restorer_arguments(restore)
     restore.add_argument("--side-by-side", action="store_true", help="also write NAME_compare.png (input | output)")
     restore.add_argument("--no-classify", action="store_true", help="do not print degradation probabilities")
     restore.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
@@ -314,10 +318,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--restorer", help="restorer name (default: the model's preferred one)")
     evaluate.add_argument("--classifier", default="daclip", help="classifier name, or 'none' (default: daclip)")
     _add_model_arguments(evaluate)
-    evaluate.add_argument("--sampler", help="posterior (default) or sde")
-    evaluate.add_argument("--seed", type=int, help="random seed (default 0: reproducible)")
-    evaluate.add_argument("--tile-size", type=int, help="process in tiles of this size (0: never)")
-    evaluate.add_argument("--precision", help="fp32 (default); on GPUs also tf32, bf16, fp16")
+    _add_restorer_arguments(evaluate)
     evaluate.add_argument("--limit", type=int, metavar="N", help="only the first N images of each degradation")
     evaluate.add_argument("--json", metavar="FILE", help="also write the report as JSON")
     evaluate.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
