@@ -68,7 +68,7 @@ def restore(
 
     ``image`` is ``(H, W)``, ``(H, W, 1)``, ``(H, W, 3)`` or ``(H, W, 4)`` (alpha passes
     through unchanged). ``options`` go to the restorer (for DA-CLIP: ``model``, ``sampler``,
-    ``steps``, ``seed``, ``device``, ...). The input is never modified.
+    ``seed``, ``device``, ``tile_size``, ``precision``, ...). The input is never modified.
     """
     component = get_restorer(restorer)
     check_options("restorer", restorer, component.restore, options)
