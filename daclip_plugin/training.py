@@ -4,7 +4,7 @@ Three stages, run in this order (``daclip train STAGE ...``, or :func:`train`):
 
 ``daclip``
     A tiny DA-CLIP from scratch (text tower, image tower and controller). Each sample is a
-    random crop of a clean training photograph (random size, scale and flip/rotation), a
+    random crop of a clean training image (random size, scale, flip/rotation and colours), a
     random degradation type with random parameters (:mod:`daclip_plugin.degradations`),
     and the CLIP preprocessing of inference (:func:`~daclip_plugin.daclip_model.preprocess`
     on the uint8 crops). Loss: cross-entropy of the controller's degradation features against
@@ -31,7 +31,8 @@ Every sample is a pure function of ``(seed, stage, sample index)``, drawn in Dat
 workers: the data stream does not depend on the number of workers and resumes exactly.
 A stage stops after ``steps`` steps or ``max_minutes`` of training (counted across resumes,
 like ``steps``), whichever comes first; the learning rate follows a linear warm-up and a
-cosine decay over that horizon. It checkpoints every ``checkpoint_every`` steps (and at the
+cosine decay over that horizon. ``init`` starts a stage from saved weights instead of
+from scratch (:func:`initialise_from`; fine-tuning, recorded in the provenance). It checkpoints every ``checkpoint_every`` steps (and at the
 end) to ``<out>/<stage>_state.pt`` (``resume=True`` continues from it), appends loss lines
 to ``<out>/train_log.jsonl``, writes the model in the official layout with
 :func:`checkpoints.save_daclip` / :func:`checkpoints.save_unet` (float16 by default: the
@@ -42,6 +43,7 @@ three files fit in 25 MB), evaluates it on held-out images and records everythin
 from __future__ import annotations
 
 import copy
+import functools
 import hashlib
 import json
 import math
@@ -126,8 +128,9 @@ class TrainConfig:
     seed: int = 0
     resume: bool = False
     daclip: Optional[Path] = None
-    crop_min: int = 112
-    crop_max: int = 176
+    init: Optional[Path] = None
+    crop_min: Optional[int] = None
+    crop_max: Optional[int] = None
     scale_min: float = 0.5
     warmup: int = 100
     weight_decay: Optional[float] = None
@@ -161,14 +164,26 @@ class TrainConfig:
             self.weight_decay = 0.05 if self.stage == "daclip" else 0.0
         if self.eval_per_class is None:
             self.eval_per_class = 0
+        if self.stage == "daclip":
+            self.resolve_crops(int(self.clip_cfg["vision_cfg"]["image_size"]))
         if self.steps is not None and self.steps < 0:
             raise DaclipError("--steps must be >= 0")
+        if self.crop_min is not None or self.crop_max is not None:
+            self.resolve_crops(self.crop_min or self.crop_max)
+        if self.save_dtype not in ("float16", "float32"):
+            raise DaclipError("save_dtype must be float16 or float32")
+
+    def resolve_crops(self, clip_size: int) -> None:
+        """Fill unset crop sizes from the DA-CLIP input size (``clip_size .. clip_size + 64``:
+        the CLIP resize then changes a crop little, as it does a benchmark image) and check them."""
+        if self.crop_min is None:
+            self.crop_min = min(int(clip_size), self.crop_max or int(clip_size))
+        if self.crop_max is None:
+            self.crop_max = self.crop_min + 64
         if not 1 <= self.crop_min <= self.crop_max:
             raise DaclipError(f"need 1 <= crop_min <= crop_max, got {self.crop_min}, {self.crop_max}")
         if self.stage != "daclip" and self.patch > self.crop_min:
             raise DaclipError(f"the patch ({self.patch}) must not exceed the smallest context crop ({self.crop_min})")
-        if self.save_dtype not in ("float16", "float32"):
-            raise DaclipError("save_dtype must be float16 or float32")
 
     def file(self, stage: Optional[str] = None) -> Path:
         return self.out / FILE_NAMES[stage or self.stage]
@@ -183,6 +198,7 @@ class TrainConfig:
         data = asdict(self)
         data["out"] = str(self.out)
         data["daclip"] = None if self.daclip is None else str(self.daclip)
+        data["init"] = None if self.init is None else str(self.init)
         return data
 
 
@@ -225,10 +241,27 @@ def random_crop(images: Sequence[np.ndarray], rng: np.random.Generator, crop_min
     return np.ascontiguousarray(crop, dtype=np.float32)
 
 
+def jitter_colours(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A clean crop with random colours, so that the few training photographs show the
+    degradations on many more kinds of content: grey with probability 0.2, otherwise the
+    channels shuffled; then a random gamma (0.7..1.4), contrast (0.7..1.2) and channel gains
+    (0.8..1.2), clipped to [0, 1]."""
+    grey = rng.random() < 0.2
+    order = rng.permutation(3)
+    gamma, contrast = rng.uniform(0.7, 1.4), rng.uniform(0.7, 1.2)
+    gains = rng.uniform(0.8, 1.2, 3).astype(np.float32)
+    image = image.mean(axis=2, keepdims=True).repeat(3, axis=2) if grey else image[..., order]
+    image = np.clip(image, 0.0, 1.0) ** np.float32(gamma)
+    mean = image.mean()
+    image = (image - mean) * np.float32(contrast) + mean
+    return np.ascontiguousarray(np.clip(image * gains, 0.0, 1.0), dtype=np.float32)
+
+
 class DegradationSamples(torch.utils.data.Dataset):
     """Synthetic training samples; sample ``k`` depends only on ``(seed, stage, k)``.
 
-    Each item is a dict of tensors: ``label`` (degradation index in :data:`DEGRADATIONS`),
+    The clean crop is a :func:`random_crop` with :func:`jitter_colours`. Each item is a dict
+    of tensors: ``label`` (degradation index in :data:`DEGRADATIONS`),
     ``lq_clip`` (the CLIP input of the degraded crop, ``(3, R, R)``), for the ``daclip``
     stage also ``gt_clip`` (that of the clean crop), for the UNet stages ``lq``/``gt``
     (a ``patch`` window, ``(3, P, P)`` in [0, 1]), and for ``irsde`` also ``t`` (1..T)
@@ -259,7 +292,7 @@ class DegradationSamples(torch.utils.data.Dataset):
     def __getitem__(self, index: int) -> dict[str, Tensor]:
         rng = np.random.default_rng([self.seed, _STAGE_CODES[self.stage], int(index)])
         label = int(rng.integers(len(DEGRADATIONS)))
-        clean = random_crop(self.images, rng, self.crop_min, self.crop_max, self.scale_min)
+        clean = jitter_colours(random_crop(self.images, rng, self.crop_min, self.crop_max, self.scale_min), rng)
         lq = degradations.degrade(clean, DEGRADATIONS[label], rng)
         item = {"label": torch.tensor(label), "lq_clip": preprocess(_to_uint8(lq), self.clip_size)[0]}
         if self.stage == "daclip":
@@ -309,15 +342,23 @@ def batches(dataset: DegradationSamples, batch: int, start_step: int, workers: i
 
 #: Synthetic dead-leaves images added to the photographs, and their size: they give the few
 #: bundled photographs' degradations many more kinds of content to appear on.
-SYNTHETIC_IMAGES = 8
+SYNTHETIC_IMAGES = 48
 SYNTHETIC_SIZE = 256
+
+
+@functools.lru_cache(maxsize=2)
+def _dead_leaves_images(seed: int) -> tuple[np.ndarray, ...]:
+    rng = np.random.default_rng([seed, 7919])
+    images = tuple(degradations.dead_leaves(SYNTHETIC_SIZE, rng) for _ in range(SYNTHETIC_IMAGES))
+    for image in images:
+        image.flags.writeable = False
+    return images
 
 
 def train_images(seed: int = 0) -> tuple[list[np.ndarray], dict]:
     """The clean training images (photographs and dead-leaves images) and their description."""
     images = degradations.clean_images("train")
-    rng = np.random.default_rng([seed, 7919])
-    synthetic = [degradations.dead_leaves(SYNTHETIC_SIZE, rng) for _ in range(SYNTHETIC_IMAGES)]
+    synthetic = list(_dead_leaves_images(seed))
     try:
         import skimage
 
@@ -582,6 +623,63 @@ def evaluate_restorer(stage: str, daclip: DaCLIP, unet: ConditionalUNet, pairs, 
 # -------------------------------------------------------------------------------- training
 
 
+def _resample_patch_kernel(weight: Tensor, size: int) -> Tensor:
+    """A patch-embedding kernel for ``size`` px patches from one for ``k`` px patches.
+
+    Its low-pass part sees a ``size / k`` times larger image as the given kernel sees the
+    image shrunk by that factor (box average); its high-pass part (zero mean over every
+    ``size / k`` square cell) is random, at the scale of a fresh initialisation: a zero
+    high-pass part would get no gradient from zero-mean detail such as noise, so the new
+    kernel could never learn to see what the old resolution hid.
+    """
+    old = weight.shape[-1]
+    if size % old:
+        raise DaclipError(f"cannot resample a {old} px patch embedding to {size} px patches")
+    factor = size // old
+    low = weight.repeat_interleave(factor, 2).repeat_interleave(factor, 3) / factor**2
+    fresh = torch.empty_like(low)
+    nn.init.kaiming_uniform_(fresh, a=math.sqrt(5))  # nn.Conv2d's default
+    cells = F.avg_pool2d(fresh, factor).repeat_interleave(factor, 2).repeat_interleave(factor, 3)
+    return low + (fresh - cells if factor > 1 else 0)
+
+
+def initialise_from(model: nn.Module, path: Path) -> dict:
+    """Load the weights of a saved model of the same stage into ``model`` (fine-tuning).
+
+    Every tensor must fit, except a DA-CLIP's patch embeddings, which are resampled to the
+    model's patch size (:func:`_resample_patch_kernel`): a 112 px, 16 px-patch DA-CLIP then
+    starts a 224 px, 32 px-patch one. Returns what provenance records of the start.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DaclipError(f"--init: {path} not found")
+    try:
+        saved = load_daclip_quietly(path) if isinstance(model, DaCLIP) else checkpoints.load_unet(path)
+    except DaclipError as error:
+        raise DaclipError(f"--init: {path} does not hold the same kind of model: {error}") from error
+    source, target = saved.float().state_dict(), model.state_dict()
+    if set(source) != set(target):
+        raise DaclipError(f"--init: {path} does not hold the same kind of model (its tensors have other names)")
+    loaded = {}
+    for key, value in target.items():
+        tensor = source[key]
+        if tensor.shape != value.shape and key.endswith("conv1.weight") and tensor.shape[:2] == value.shape[:2]:
+            tensor = _resample_patch_kernel(tensor, value.shape[-1])
+        if tensor.shape != value.shape:
+            raise DaclipError(f"--init: {key} is {tuple(tensor.shape)} in {path}, the model needs {tuple(value.shape)}")
+        loaded[key] = tensor
+    model.load_state_dict(loaded)
+    info: dict[str, Any] = {"file": path.name, "sha256": _sha256(path)}
+    record = path.with_name(PROVENANCE_NAME)
+    if record.is_file():
+        try:
+            stages = json.loads(record.read_text()).get("stages", {})
+        except ValueError:
+            stages = {}
+        info["provenance"] = next((entry for entry in stages.values() if entry.get("file") == path.name), None)
+    return info
+
+
 def _autocast_factory(device: torch.device, enabled: bool) -> Callable:
     if device.type == "cuda" and enabled:
         return lambda: torch.autocast("cuda", dtype=torch.bfloat16)
@@ -659,6 +757,11 @@ def train(config: TrainConfig) -> dict:
             raise DaclipError(f"the UNet's context_dim {model_cfg['context_dim']} does not fit the DA-CLIP's {_context_dim(daclip_model)}")
         model = ConditionalUNet(**model_cfg).to(device)
         clip_size = daclip_model.image_size
+    config.resolve_crops(clip_size)
+    init = None
+    if config.init is not None and not state:
+        init = initialise_from(model, config.init)
+        log.say(f"initialised from {config.init}")
     model.train()
 
     optimizer = torch.optim.AdamW(
@@ -697,6 +800,7 @@ def train(config: TrainConfig) -> dict:
         payload = {
             "stage": stage, "seed": seed, "step": step, "train_seconds": train_seconds, "model_cfg": model_cfg,
             "model": model.state_dict(), "optimizer": optimizer.state_dict(), "loss_tail": loss_tail[-200:],
+            "init": init or (state.get("init") if state else None),
         }
         partial = config.state_file().with_name(config.state_file().name + ".partial")
         torch.save(payload, partial)
@@ -819,6 +923,8 @@ def train(config: TrainConfig) -> dict:
         "config": config.to_json(),
         **_environment(device),
     }
+    if init is not None or (state and state.get("init")):
+        entry["init"] = init or state["init"]
     if stage != "daclip":
         entry["daclip_file"] = config.daclip_file().name
         entry["daclip_sha256"] = _sha256(config.daclip_file())
@@ -841,11 +947,11 @@ def _reloaded_daclip(path: Path, device) -> DaCLIP:
 def main_from_args(args) -> int:
     """Run ``daclip train`` from its parsed arguments (see ``daclip train --help``)."""
     names = ("steps", "max_minutes", "batch", "patch", "lr", "workers", "device", "seed", "resume",
-             "checkpoint_every", "eval_per_class", "eval_size", "preset")
+             "checkpoint_every", "eval_per_class", "eval_size", "preset", "crop_min", "crop_max")
     options = {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
-    daclip = getattr(args, "daclip", None)
+    daclip, init = getattr(args, "daclip", None), getattr(args, "init", None)
     config = TrainConfig(
-        args.stage, Path(args.out), daclip=None if daclip is None else Path(daclip),
+        args.stage, Path(args.out), daclip=None if daclip is None else Path(daclip), init=None if init is None else Path(init),
         command=["daclip", *sys.argv[1:]] if sys.argv and sys.argv[0].endswith("daclip") else list(sys.argv),
         **options,
     )

@@ -92,6 +92,26 @@ def test_batches_do_not_depend_on_workers_and_start_at_a_step():
     assert torch.equal(x["gt"], expected)
 
 
+def test_colour_jitter_is_seeded_in_range_and_sometimes_monochrome():
+    image = np.random.default_rng(0).random((16, 16, 3), dtype=np.float32) * 0.5
+    outputs = [training.jitter_colours(image, np.random.default_rng(k)) for k in range(40)]
+    np.testing.assert_array_equal(outputs[3], training.jitter_colours(image, np.random.default_rng(3)))
+    assert all(o.shape == image.shape and o.dtype == np.float32 and 0 <= o.min() and o.max() <= 1 for o in outputs)
+    grey = [min(np.corrcoef(o[..., 0].ravel(), o[..., c].ravel())[0, 1] for c in (1, 2)) > 0.999 for o in outputs]
+    assert 0 < sum(grey) < len(outputs)
+    assert len({float(o.mean()) for o in outputs}) == len(outputs)
+
+
+def test_train_images_add_seeded_read_only_dead_leaves():
+    first, info = training.train_images(0)
+    again, _ = training.train_images(0)
+    photographs = len(degradations.TRAIN_IMAGES)
+    assert len(first) == photographs + training.SYNTHETIC_IMAGES == photographs + info["dead_leaves"]["count"]
+    assert all(a is b for a, b in zip(first[photographs:], again[photographs:]))
+    assert not first[-1].flags.writeable
+    assert not np.array_equal(first[-1], training.train_images(1)[0][-1])
+
+
 def test_random_crop_has_the_asked_side_even_from_small_images():
     rng = np.random.default_rng(0)
     small = np.random.default_rng(1).random((20, 30, 3), dtype=np.float32)
@@ -160,7 +180,7 @@ def test_unet_losses_overfit_a_fixed_batch(stage):
     autocast = training._autocast_factory(torch.device("cpu"), True)
     if stage == "irsde":
         table = training.SDETable(IRSDESchedule.from_config(OFFICIAL_SDE))
-        losses = _overfit(unet, lambda: training.irsde_loss(unet, table, batch, contexts, autocast)["loss"])
+        losses = _overfit(unet, lambda: training.irsde_loss(unet, table, batch, contexts, autocast)["loss"], steps=40)
     else:
         losses = _overfit(unet, lambda: training.direct_loss(unet, batch, contexts, autocast)["loss"])
     assert np.mean(losses[-5:]) < (0.85 if stage == "irsde" else 0.7) * np.mean(losses[:5])
@@ -243,6 +263,68 @@ def test_resume_continues_from_the_saved_step(tmp_path, monkeypatch):
     assert [line.get("resumed_from") for line in log if line.get("event") == "start"] == [None, 2]
 
 
+def test_crop_sizes_default_to_the_daclip_input_size(trained):
+    out, _ = trained
+    assert (_config("daclip", out, crop_min=None, crop_max=None).crop_min, _config("daclip", out, crop_min=None, crop_max=None).crop_max) == (32, 96)
+    assert _config("daclip", out, crop_min=None, crop_max=40).crop_min == 32
+    direct = _config("direct", out, crop_min=None, crop_max=None)
+    assert direct.crop_min is None  # known once the DA-CLIP is loaded
+    entry = training.train(_config("direct", out / "crops", daclip=out / "daclip_tiny.pt", crop_min=None, crop_max=None, steps=1))
+    assert entry["crop"] == [32, 96]
+    with pytest.raises(training.DaclipError, match="must not exceed"):
+        _config("direct", out, crop_min=8, crop_max=None)
+
+
+def _enlarge(x, factor=2):
+    return x.repeat_interleave(factor, -2).repeat_interleave(factor, -1)
+
+
+def test_resampled_patch_kernel_sees_a_larger_image_as_the_old_one_the_shrunk_image():
+    old = torch.randn(8, 3, 16, 16)
+    new = training._resample_patch_kernel(old, 32)
+    x = torch.randn(2, 3, 32, 32)
+    expected = torch.nn.functional.conv2d(x, old, stride=16)
+    assert torch.allclose(torch.nn.functional.conv2d(_enlarge(x), new, stride=32), expected, atol=1e-4)
+    detail = torch.randn(2, 3, 64, 64)
+    detail = detail - _enlarge(torch.nn.functional.avg_pool2d(detail, 2))  # zero mean in every 2x2 cell
+    assert torch.nn.functional.conv2d(detail, new, stride=32).abs().mean() > 0.1  # it sees fine detail
+    assert torch.equal(training._resample_patch_kernel(old, 16), old)
+    with pytest.raises(training.DaclipError, match="cannot resample"):
+        training._resample_patch_kernel(old, 24)
+
+
+def test_init_fine_tunes_a_larger_input_daclip_from_a_saved_one(trained, tmp_path):
+    out, _ = trained
+    bigger = {**CLIP_CFG, "vision_cfg": {**CLIP_CFG["vision_cfg"], "image_size": 64, "patch_size": 32}}
+    model = training.build_daclip(bigger)
+    info = training.initialise_from(model, out / "daclip_tiny.pt")
+    assert info["sha256"] == training._sha256(out / "daclip_tiny.pt") and info["provenance"]["steps"] == 4
+    old = checkpoints.load_daclip(out / "daclip_tiny.pt").float().eval()
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        new_features = model.eval().encode_image(_enlarge(x), control=True)
+        old_features = old.encode_image(x, control=True)
+    assert all(torch.allclose(a, b, atol=1e-4) for a, b in zip(new_features, old_features))
+    entry = training.train(_config("daclip", tmp_path, clip_cfg=bigger, init=out / "daclip_tiny.pt", steps=1, crop_min=64, crop_max=64))
+    assert entry["init"]["sha256"] == info["sha256"] and entry["steps"] == 1
+
+
+def test_init_starts_a_unet_stage_from_saved_weights(trained, tmp_path):
+    out, _ = trained
+    entry = training.train(_config("direct", tmp_path, daclip=out / "daclip_tiny.pt", init=out / "direct_tiny.pth", steps=0))
+    assert entry["init"]["file"] == "direct_tiny.pth"
+    assert entry["init"]["provenance"]["steps"] == 3
+    a, b = checkpoints.read_state_dict(out / "direct_tiny.pth"), checkpoints.read_state_dict(tmp_path / "direct_tiny.pth")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    with pytest.raises(training.DaclipError, match="same kind of model"):
+        training.train(_config("direct", tmp_path / "bad", daclip=out / "daclip_tiny.pt", init=out / "daclip_tiny.pt", steps=0))
+    other = {**UNET_CFG, "nf": 64}
+    with pytest.raises(training.DaclipError, match="the model needs"):
+        training.train(_config("direct", tmp_path / "bad2", daclip=out / "daclip_tiny.pt", unet_cfg=other, init=out / "direct_tiny.pth", steps=0))
+    with pytest.raises(training.DaclipError, match="not found"):
+        training.train(_config("direct", tmp_path / "bad3", daclip=out / "daclip_tiny.pt", init=tmp_path / "missing.pth", steps=0))
+
+
 def test_unet_stage_needs_a_daclip(tmp_path):
     with pytest.raises(training.DaclipError, match="needs a trained DA-CLIP"):
         training.train(_config("direct", tmp_path, steps=1))
@@ -269,4 +351,6 @@ def test_cli_train_runs_a_stage(tmp_path, capsys):
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert summary["steps"] == 1 and summary["file"].endswith("daclip_tiny.pt")
     entry = json.loads((tmp_path / "provenance.json").read_text())["stages"]["daclip"]
-    assert entry["model_cfg"] == training.TINY_CLIP_CFG and entry["file_bytes"] < 11e6
+    assert entry["model_cfg"] == training.TINY_CLIP_CFG and entry["file_bytes"] < 12e6
+    size = training.TINY_CLIP_CFG["vision_cfg"]["image_size"]
+    assert entry["crop"] == [size, size + 64]
