@@ -91,9 +91,10 @@ def test_files_fit_the_size_budget_and_provenance_describes_them():
         assert entry["file_bytes"] == path.stat().st_size
         assert hashlib.sha256(path.read_bytes()).hexdigest() == entry["file_sha256"], f"{path.name} changed: update provenance.json"
         assert "device" in entry
-    daclip, irsde = provenance["stages"]["daclip"], provenance["stages"]["irsde"]
-    for entry in (daclip, irsde):
         assert "command" in entry and entry["eval"] is not None
+        if "init" in entry:  # fine-tuned: the weights it started from are on record too
+            assert len(entry["init"]["sha256"]) == 64 and entry["init"]["provenance"]["file"] == entry["file"]
+    daclip, irsde = provenance["stages"]["daclip"], provenance["stages"]["irsde"]
     assert irsde["daclip_sha256"] == daclip["file_sha256"] == provenance["stages"]["direct"]["daclip_sha256"]
 
 
