@@ -32,8 +32,8 @@ workers: the data stream does not depend on the number of workers and resumes ex
 A stage stops after ``steps`` steps or ``max_minutes`` of training (counted across resumes,
 like ``steps``), whichever comes first; the learning rate follows a linear warm-up and a
 cosine decay over that horizon. ``init`` starts a stage from saved weights instead of
-from scratch (:func:`initialise_from`; fine-tuning, recorded in the provenance). It checkpoints every ``checkpoint_every`` steps (and at the
-end) to ``<out>/<stage>_state.pt`` (``resume=True`` continues from it), appends loss lines
+from scratch (:func:`initialise_from`; fine-tuning, recorded in the provenance). It
+checkpoints every ``checkpoint_every`` steps (and at the end) to ``<out>/<stage>_state.pt`` (``resume=True`` continues from it), appends loss lines
 to ``<out>/train_log.jsonl``, writes the model in the official layout with
 :func:`checkpoints.save_daclip` / :func:`checkpoints.save_unet` (float16 by default: the
 three files fit in 25 MB), evaluates it on held-out images and records everything in
@@ -164,25 +164,26 @@ class TrainConfig:
             self.weight_decay = 0.05 if self.stage == "daclip" else 0.0
         if self.eval_per_class is None:
             self.eval_per_class = 0
-        if self.stage == "daclip":
-            self.resolve_crops(int(self.clip_cfg["vision_cfg"]["image_size"]))
         if self.steps is not None and self.steps < 0:
             raise DaclipError("--steps must be >= 0")
-        if self.crop_min is not None or self.crop_max is not None:
-            self.resolve_crops(self.crop_min or self.crop_max)
+        # the UNet stages learn the DA-CLIP input size when they load the DA-CLIP
+        self.resolve_crops(int(self.clip_cfg["vision_cfg"]["image_size"]) if self.stage == "daclip" else None)
         if self.save_dtype not in ("float16", "float32"):
             raise DaclipError("save_dtype must be float16 or float32")
 
-    def resolve_crops(self, clip_size: int) -> None:
-        """Fill unset crop sizes from the DA-CLIP input size (``clip_size .. clip_size + 64``:
-        the CLIP resize then changes a crop little, as it does a benchmark image) and check them."""
-        if self.crop_min is None:
-            self.crop_min = min(int(clip_size), self.crop_max or int(clip_size))
-        if self.crop_max is None:
-            self.crop_max = self.crop_min + 64
-        if not 1 <= self.crop_min <= self.crop_max:
-            raise DaclipError(f"need 1 <= crop_min <= crop_max, got {self.crop_min}, {self.crop_max}")
-        if self.stage != "daclip" and self.patch > self.crop_min:
+    def resolve_crops(self, clip_size: Optional[int]) -> None:
+        """Fill unset crop sizes from the DA-CLIP input size, if known (``clip_size ..
+        clip_size + 64``: the CLIP resize then changes a crop little, as it does a benchmark
+        image), and check the sizes set so far."""
+        if clip_size is not None:
+            if self.crop_min is None:
+                self.crop_min = min(int(clip_size), self.crop_max or int(clip_size))
+            if self.crop_max is None:
+                self.crop_max = self.crop_min + 64
+        low, high = self.crop_min, self.crop_max
+        if (low is not None and low < 1) or (high is not None and high < (low or 1)):
+            raise DaclipError(f"need 1 <= crop_min <= crop_max, got {low}, {high}")
+        if self.stage != "daclip" and low is not None and self.patch > low:
             raise DaclipError(f"the patch ({self.patch}) must not exceed the smallest context crop ({self.crop_min})")
 
     def file(self, stage: Optional[str] = None) -> Path:
@@ -640,7 +641,7 @@ def _resample_patch_kernel(weight: Tensor, size: int) -> Tensor:
     fresh = torch.empty_like(low)
     nn.init.kaiming_uniform_(fresh, a=math.sqrt(5))  # nn.Conv2d's default
     cells = F.avg_pool2d(fresh, factor).repeat_interleave(factor, 2).repeat_interleave(factor, 3)
-    return low + (fresh - cells if factor > 1 else 0)
+    return low + (fresh - cells)
 
 
 def initialise_from(model: nn.Module, path: Path) -> dict:
@@ -758,7 +759,7 @@ def train(config: TrainConfig) -> dict:
         model = ConditionalUNet(**model_cfg).to(device)
         clip_size = daclip_model.image_size
     config.resolve_crops(clip_size)
-    init = None
+    init = state.get("init") if state else None  # what the run started from, kept across resumes
     if config.init is not None and not state:
         init = initialise_from(model, config.init)
         log.say(f"initialised from {config.init}")
@@ -800,7 +801,7 @@ def train(config: TrainConfig) -> dict:
         payload = {
             "stage": stage, "seed": seed, "step": step, "train_seconds": train_seconds, "model_cfg": model_cfg,
             "model": model.state_dict(), "optimizer": optimizer.state_dict(), "loss_tail": loss_tail[-200:],
-            "init": init or (state.get("init") if state else None),
+            "init": init,
         }
         partial = config.state_file().with_name(config.state_file().name + ".partial")
         torch.save(payload, partial)
@@ -923,8 +924,8 @@ def train(config: TrainConfig) -> dict:
         "config": config.to_json(),
         **_environment(device),
     }
-    if init is not None or (state and state.get("init")):
-        entry["init"] = init or state["init"]
+    if init is not None:
+        entry["init"] = init
     if stage != "daclip":
         entry["daclip_file"] = config.daclip_file().name
         entry["daclip_sha256"] = _sha256(config.daclip_file())
