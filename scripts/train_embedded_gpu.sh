@@ -13,12 +13,16 @@
 # start-up and saving come on top, about a minute in all), then the results are checked
 # (loaded back through the strict checkpoint loader, sizes, a full-image restoration) and
 # copied into $OUT: daclip_tiny.pt, irsde_tiny.pth, direct_tiny.pth, provenance.json,
-# train_log.jsonl, check.json (6 files; the training states stay in $WORK).
+# train_log.jsonl, check.json (6 files; the training states stay in $WORK). With BENCH set
+# to a benchmark folder (`daclip make-benchmark`), `daclip evaluate` then runs both restorers
+# of the new models on it and bench_direct.json / bench_irsde.json are copied too.
 #
 # Environment (defaults in brackets):
 #   DEVICE [cuda]  PRESET [gpu]  WORKERS [14]  SEED [0]
 #   MIN_DACLIP [2]  MIN_IRSDE [2]  MIN_DIRECT [2.25]  MINUTES (sets all three)
 #   EXTRA (more `daclip train` options for every stage)  EVAL, EVAL_SIZE (held-out eval)
+#   ARGS_DACLIP, ARGS_IRSDE, ARGS_DIRECT (options for one stage, e.g. "--init FILE --lr 3e-4")
+#   BENCH (benchmark folder to evaluate on)  BENCH_LIMIT (images per degradation for IR-SDE)
 #   WORK [/tmp/daclip_train]  OUT [outputs/embedded]  SITE [/tmp/site]
 # CPU rehearsal: DEVICE=cpu MINUTES=0.3 EXTRA="--batch 8 --patch 48" WORKERS=2 EVAL=1 EVAL_SIZE=32 \
 #                bash scripts/train_embedded_gpu.sh
@@ -37,13 +41,16 @@ WORK=${WORK:-/tmp/daclip_train}
 OUT=${OUT:-$ROOT/outputs/embedded}
 SITE=${SITE:-/tmp/site}
 EXTRA=${EXTRA:-}
+BENCH=${BENCH:-}
+BENCH_LIMIT=${BENCH_LIMIT:-}
 
 START=$(date +%s)
 say() { echo "[train_embedded $(( $(date +%s) - START ))s] $*"; }
 
 copy_out() {
     mkdir -p "$OUT"
-    for name in daclip_tiny.pt irsde_tiny.pth direct_tiny.pth provenance.json train_log.jsonl check.json; do
+    for name in daclip_tiny.pt irsde_tiny.pth direct_tiny.pth provenance.json train_log.jsonl check.json \
+            bench_direct.json bench_irsde.json; do
         if [ -f "$WORK/$name" ]; then cp "$WORK/$name" "$OUT/"; fi
     done
     say "copied to $OUT: $(cd "$OUT" && ls | tr '\n' ' ')"
@@ -79,9 +86,12 @@ run_stage() {
 }
 
 FAILED=""
-run_stage daclip "$MIN_DACLIP"  # the other stages need it: a failure here stops the script
-run_stage irsde "$MIN_IRSDE" || FAILED="$FAILED irsde"
-run_stage direct "$MIN_DIRECT" || FAILED="$FAILED direct"
+# shellcheck disable=SC2086
+run_stage daclip "$MIN_DACLIP" ${ARGS_DACLIP:-}  # the other stages need it: a failure here stops the script
+# shellcheck disable=SC2086
+run_stage irsde "$MIN_IRSDE" ${ARGS_IRSDE:-} || FAILED="$FAILED irsde"
+# shellcheck disable=SC2086
+run_stage direct "$MIN_DIRECT" ${ARGS_DIRECT:-} || FAILED="$FAILED direct"
 
 say "checking the saved models"
 python3 - "$WORK" "$DEVICE" <<'PY'
@@ -128,6 +138,18 @@ for name, row in full.items():
     print(f"  {name:16s} {row['psnr_in']:6.2f} -> {row['psnr_out']:6.2f} dB  predicted {row['predicted']}")
 assert check["total_mb"] <= 25, f"the three files take {check['total_mb']} MB (> 25 MB)"
 PY
+bench() {
+    local restorer=$1 file=$2 json=$3
+    shift 3
+    [ -f "$WORK/$file" ] || return 0
+    say "benchmark $BENCH: restorer $restorer"
+    python3 -m daclip_plugin evaluate "$BENCH" --restorer "$restorer" --model tiny --device "$DEVICE" \
+        --daclip-path "$WORK/daclip_tiny.pt" --unet-path "$WORK/$file" --json "$WORK/$json" -q "$@"
+}
+if [ -n "$BENCH" ]; then
+    bench daclip-direct direct_tiny.pth bench_direct.json || FAILED="$FAILED bench-direct"
+    bench daclip irsde_tiny.pth bench_irsde.json ${BENCH_LIMIT:+--limit "$BENCH_LIMIT"} || FAILED="$FAILED bench-irsde"
+fi
 if [ -n "$FAILED" ]; then
     say "FAILED stages:$FAILED"
     exit 1
