@@ -33,8 +33,9 @@ A stage stops after ``steps`` steps or ``max_minutes`` of training (counted acro
 like ``steps``), whichever comes first; the learning rate follows a linear warm-up and a
 cosine decay over that horizon. ``init`` starts a stage from saved weights instead of
 from scratch (:func:`initialise_from`; fine-tuning, recorded in the provenance). It
-checkpoints every ``checkpoint_every`` steps (and at the end) to ``<out>/<stage>_state.pt`` (``resume=True`` continues from it), appends loss lines
-to ``<out>/train_log.jsonl``, writes the model in the official layout with
+checkpoints every ``checkpoint_every`` steps (and at the end) to ``<out>/<stage>_state.pt``
+(``resume=True`` continues from it), appends loss lines to ``<out>/train_log.jsonl``,
+writes the model in the official layout with
 :func:`checkpoints.save_daclip` / :func:`checkpoints.save_unet` (float16 by default: the
 three files fit in 25 MB), evaluates it on held-out images and records everything in
 ``<out>/provenance.json``.
@@ -173,8 +174,9 @@ class TrainConfig:
 
     def resolve_crops(self, clip_size: Optional[int]) -> None:
         """Fill unset crop sizes from the DA-CLIP input size, if known (``clip_size ..
-        clip_size + 64``: the CLIP resize then changes a crop little, as it does a benchmark
-        image), and check the sizes set so far."""
+        clip_size + 64``: the CLIP resize then changes a crop little; a larger ``crop_max``
+        also shows the models the stronger downscaling of larger images), and check the
+        sizes set so far."""
         if clip_size is not None:
             if self.crop_min is None:
                 self.crop_min = min(int(clip_size), self.crop_max or int(clip_size))
