@@ -41,6 +41,8 @@ def cmd_models(args: argparse.Namespace) -> int:
         print(f"{spec.name}  [{weights.model_plugin(spec.name)}]  {spec.description}")
         if getattr(spec, "restorer", None):
             print(f"  preferred restorer: {spec.restorer}")
+        if getattr(spec, "clip_view", "resize") != "resize":
+            print(f"  DA-CLIP input: {spec.clip_view}")
         rows = []
         for file_status in weights.status(spec):
             if file_status.found:
@@ -284,6 +286,10 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--init", metavar="FILE", help="start from these weights (a saved model of the same stage)")
     train.add_argument("--crop-min", type=int, metavar="PX", help="smallest training crop (default: the DA-CLIP input size)")
     train.add_argument("--crop-max", type=int, metavar="PX", help="largest training crop (default: crop-min + 64)")
+    train.add_argument(
+        "--clip-view", choices=("resize", "tiles"),
+        help="how the DA-CLIP sees an image: resize (official, default) or tiles (unresized tiles of its input size)",
+    )
     train.add_argument("--checkpoint-every", type=int, metavar="N", help="save the training state every N steps")
     train.add_argument("--eval-per-class", type=int, metavar="N", help="held-out evaluation crops per degradation")
     train.add_argument("--eval-size", type=int, metavar="PX", help="held-out evaluation crop size (irsde, direct)")

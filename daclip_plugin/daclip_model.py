@@ -115,17 +115,59 @@ def preprocess(image, resolution: int = 224) -> torch.Tensor:
     and the result normalised with the CLIP mean and standard deviation.
     """
     if not isinstance(image, Image.Image):
-        array = np.asarray(image)
-        if array.dtype != np.uint8:
-            raise InvalidImageError(f"expected a uint8 image, got dtype {array.dtype}")
-        if array.ndim == 3 and array.shape[2] == 1:
-            array = array[:, :, 0]
-        if not (array.ndim == 2 or (array.ndim == 3 and array.shape[2] in (3, 4))):
-            raise InvalidImageError(f"expected an HxW, HxWx3 or HxWx4 image, got shape {array.shape}")
-        if array.size == 0:
-            raise InvalidImageError(f"empty image of shape {array.shape}")
-        image = Image.fromarray(np.ascontiguousarray(array))
+        image = Image.fromarray(_rgb_array(image))
     return _transform(resolution)(image.convert("RGB")).unsqueeze(0)
+
+
+def _rgb_array(image) -> np.ndarray:
+    """``image`` as a checked uint8 array for PIL (HxW, HxWx3 or HxWx4)."""
+    array = np.asarray(image)
+    if array.dtype != np.uint8:
+        raise InvalidImageError(f"expected a uint8 image, got dtype {array.dtype}")
+    if array.ndim == 3 and array.shape[2] == 1:
+        array = array[:, :, 0]
+    if not (array.ndim == 2 or (array.ndim == 3 and array.shape[2] in (3, 4))):
+        raise InvalidImageError(f"expected an HxW, HxWx3 or HxWx4 image, got shape {array.shape}")
+    if array.size == 0:
+        raise InvalidImageError(f"empty image of shape {array.shape}")
+    return np.ascontiguousarray(array)
+
+
+#: How an image becomes the DA-CLIP input: ``"resize"``, the official CLIP preprocessing of the
+#: whole image, or ``"tiles"``, unresized tiles whose features are averaged (see
+#: :func:`clip_views`), for models trained on unresized crops like the embedded one.
+CLIP_VIEWS = ("resize", "tiles")
+#: At most this many tiles per side in the ``"tiles"`` view.
+TILES_PER_SIDE = 3
+
+
+def tile_origins(length: int, size: int, per_side: int = TILES_PER_SIDE) -> list[int]:
+    """Offsets of up to ``per_side`` tiles of ``size`` px spread evenly over ``length`` px
+    (``length >= size``), rounded down to multiples of 8 so that tiles keep the JPEG block grid."""
+    count = min(per_side, -(-length // size))
+    return sorted({int(p) // 8 * 8 for p in np.linspace(0, length - size, count)})
+
+
+def clip_views(image, resolution: int, view: str = "resize") -> torch.Tensor:
+    """The DA-CLIP inputs of one image, ``(n, 3, R, R)``.
+
+    ``"resize"``: one input, :func:`preprocess` of the whole image. ``"tiles"``: ``R`` px
+    tiles at the image's own resolution on an even grid of up to :data:`TILES_PER_SIDE`
+    per side (see :func:`tile_origins`); an image with a side under ``R`` px is resized instead.
+    """
+    if view not in CLIP_VIEWS:
+        raise ValueError(f"unknown DA-CLIP view {view!r}; choose one of {', '.join(CLIP_VIEWS)}")
+    picture = (image if isinstance(image, Image.Image) else Image.fromarray(_rgb_array(image))).convert("RGB")
+    width, height = picture.size
+    if view == "resize" or min(height, width) < resolution:
+        return preprocess(picture, resolution)
+    array = np.asarray(picture)
+    tiles = [
+        preprocess(array[y : y + resolution, x : x + resolution], resolution)
+        for y in tile_origins(height, resolution)
+        for x in tile_origins(width, resolution)
+    ]
+    return torch.cat(tiles)
 
 
 @functools.lru_cache(maxsize=1)
@@ -162,31 +204,37 @@ class DegradationClassifier(nn.Module):
     """Zero-shot degradation classifier: softmax(100 * cos(degradation features, prompts)).
 
     The normalised prompt features are computed once and kept as a buffer (moved by ``.to``).
-    Inputs are images (see :func:`preprocess`) or already preprocessed ``(B, 3, R, R)`` tensors.
+    Inputs are images, seen through ``view`` (see :func:`clip_views`; the features of an
+    image's tiles are averaged), or already preprocessed ``(B, 3, R, R)`` tensors.
     """
 
-    def __init__(self, model: DaCLIP, prompts: Sequence[str] = DEGRADATIONS):
+    def __init__(self, model: DaCLIP, prompts: Sequence[str] = DEGRADATIONS, view: str = "resize"):
         super().__init__()
         self.prompts = (prompts,) if isinstance(prompts, str) else tuple(prompts)
         if not self.prompts:
             raise ValueError("at least one prompt is needed")
-        self.model = model
+        if view not in CLIP_VIEWS:
+            raise ValueError(f"unknown DA-CLIP view {view!r}; choose one of {', '.join(CLIP_VIEWS)}")
+        self.model, self.view = model, view
         device = model.logit_scale.device
         with torch.no_grad():
             text_features = model.encode_text(tokenize(self.prompts).to(device), normalize=True)
         self.register_buffer("text_features", text_features, persistent=False)
 
     def clip_input(self, image) -> torch.Tensor:
-        """The model input for ``image``: preprocessed unless already a tensor."""
-        x = image if torch.is_tensor(image) else preprocess(image, self.model.image_size)
+        """The model input for ``image``: its :func:`clip_views` unless already a tensor."""
+        x = image if torch.is_tensor(image) else clip_views(image, self.model.image_size, self.view)
         if x.ndim == 3:
             x = x.unsqueeze(0)
         return x.to(self.text_features.device, self.text_features.dtype)
 
     @torch.no_grad()
     def estimate(self, image) -> DegradationEstimate:
-        """Contexts for the UNet and prompt probabilities from one DA-CLIP pass."""
+        """Contexts for the UNet and prompt probabilities from one DA-CLIP pass (for an image
+        seen as tiles, the mean of the tiles' features)."""
         image_context, degra_context = self.model.encode_image(self.clip_input(image), control=True)
+        if not torch.is_tensor(image):
+            image_context, degra_context = image_context.mean(0, keepdim=True), degra_context.mean(0, keepdim=True)
         cosine = F.normalize(degra_context, dim=-1) @ self.text_features.T
         return DegradationEstimate(image_context, degra_context, (100 * cosine).softmax(dim=-1), self.prompts)
 

@@ -119,19 +119,21 @@ def load_direct_restorer(
     *,
     device: Union[str, torch.device, None] = "auto",
     prompts: Sequence[str] = DEGRADATIONS,
+    clip_view: str = "resize",
 ) -> DirectRestorer:
     """The direct restorer for a DA-CLIP file and a UNet file (any dtype on disk; fp32 in memory).
 
     Both load strictly through :mod:`daclip_plugin.checkpoints` (architectures inferred from
     the tensors or a sidecar ``.json``). Loaded models are kept for reuse, keyed by file
     (path, size, modification time) and device (see :func:`daclip_plugin.pipeline.cached_module`).
+    ``clip_view`` is how the DA-CLIP sees an image (see :func:`daclip_plugin.daclip_model.clip_views`).
     """
     from .pipeline import cached_module, select_device
 
     device = str(select_device(device))
     daclip = cached_module("daclip", daclip_path, device, lambda: load_daclip_quietly(daclip_path, device=device))
     unet = cached_module("unet", unet_path, device, lambda: checkpoints.load_unet(unet_path, device=device))
-    return DirectRestorer(daclip, unet, prompts)
+    return DirectRestorer(daclip, unet, prompts, clip_view)
 
 
 def load_model(
@@ -167,4 +169,4 @@ def load_model(
         progress=progress,
     )
     loaded = _load_models(resolved, str(select_device(device)))
-    return DirectRestorer(loaded.daclip, loaded.direct, prompts)
+    return DirectRestorer(loaded.daclip, loaded.direct, prompts, spec.clip_view)

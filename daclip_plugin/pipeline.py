@@ -100,11 +100,13 @@ class ConditionedModel:
     (see :func:`daclip_plugin.imaging.normalize` for other inputs).
     """
 
-    def __init__(self, daclip: DaCLIP, unet: ConditionalUNet, prompts: Sequence[str] = DEGRADATIONS):
+    def __init__(
+        self, daclip: DaCLIP, unet: ConditionalUNet, prompts: Sequence[str] = DEGRADATIONS, clip_view: str = "resize"
+    ):
         self.daclip = daclip.eval()
         self.unet = unet.eval()
         self.prompts = tuple(prompts)
-        self.classifier = DegradationClassifier(self.daclip, self.prompts)
+        self.classifier = DegradationClassifier(self.daclip, self.prompts, view=clip_view)
 
     @property
     def device(self) -> torch.device:
@@ -129,8 +131,9 @@ class DaclipPipeline(ConditionedModel):
         unet: ConditionalUNet,
         schedule: Optional[IRSDESchedule] = None,
         prompts: Sequence[str] = DEGRADATIONS,
+        clip_view: str = "resize",
     ):
-        super().__init__(daclip, unet, prompts)
+        super().__init__(daclip, unet, prompts, clip_view)
         self.schedule = schedule if schedule is not None else IRSDESchedule.from_config(OFFICIAL_SDE)
 
     @torch.no_grad()
@@ -253,4 +256,4 @@ def load_pipeline(
     )
     loaded = _load_models(resolved, str(select_device(device)))
     sde = IRSDESchedule.from_config(resolved.spec.sde or OFFICIAL_SDE)
-    return DaclipPipeline(loaded.daclip, loaded.unet, sde, tuple(prompts))
+    return DaclipPipeline(loaded.daclip, loaded.unet, sde, tuple(prompts), resolved.spec.clip_view)

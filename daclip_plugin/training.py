@@ -63,7 +63,7 @@ from PIL import Image
 from torch import Tensor, nn
 
 from . import checkpoints, degradations
-from .daclip_model import DEGRADATIONS, DaCLIP, DegradationClassifier, preprocess, tokenize
+from .daclip_model import CLIP_VIEWS, DEGRADATIONS, TILES_PER_SIDE, DaCLIP, DegradationClassifier, clip_views, preprocess, tokenize
 from .direct import direct_restore, load_daclip_quietly
 from .errors import DaclipError
 from .pipeline import OFFICIAL_SDE
@@ -143,6 +143,7 @@ class TrainConfig:
     eval_size: Optional[int] = None
     save_dtype: str = "float16"
     amp: bool = True
+    clip_view: str = "resize"
     clip_cfg: dict = field(default_factory=lambda: copy.deepcopy(TINY_CLIP_CFG))
     unet_cfg: dict = field(default_factory=lambda: copy.deepcopy(TINY_UNET_CFG))
     command: Optional[list] = None
@@ -169,6 +170,8 @@ class TrainConfig:
             raise DaclipError("--steps must be >= 0")
         # the UNet stages learn the DA-CLIP input size when they load the DA-CLIP
         self.resolve_crops(int(self.clip_cfg["vision_cfg"]["image_size"]) if self.stage == "daclip" else None)
+        if self.clip_view not in CLIP_VIEWS:
+            raise DaclipError(f"unknown DA-CLIP view {self.clip_view!r}; choose one of {', '.join(CLIP_VIEWS)}")
         if self.save_dtype not in ("float16", "float32"):
             raise DaclipError("save_dtype must be float16 or float32")
 
@@ -269,6 +272,12 @@ class DegradationSamples(torch.utils.data.Dataset):
     stage also ``gt_clip`` (that of the clean crop), for the UNet stages ``lq``/``gt``
     (a ``patch`` window, ``(3, P, P)`` in [0, 1]), and for ``irsde`` also ``t`` (1..T)
     and ``noise`` (standard normal, ``(3, P, P)``).
+
+    With ``clip_view="tiles"`` (see :func:`~daclip_plugin.daclip_model.clip_views`) the
+    ``daclip`` stage sees one random unresized ``R`` px tile of each crop (at a multiple of 8
+    px, like the tiles of inference), and the UNet stages get all the crop's tiles as
+    ``lq_clip`` ``(N, 3, R, R)``, zero-padded to ``N = TILES_PER_SIDE**2``, with their count
+    ``lq_clip_n``.
     """
 
     def __init__(
@@ -283,11 +292,12 @@ class DegradationSamples(torch.utils.data.Dataset):
         scale_min: float = 0.5,
         patch: Optional[int] = None,
         T: int = OFFICIAL_SDE["T"],
+        clip_view: str = "resize",
     ):
         self.images = [np.asarray(image, dtype=np.float32) for image in images]
         self.stage, self.seed, self.clip_size = stage, int(seed), int(clip_size)
         self.crop_min, self.crop_max, self.scale_min = int(crop_min), int(crop_max), float(scale_min)
-        self.patch, self.T = patch, int(T)
+        self.patch, self.T, self.clip_view = patch, int(T), clip_view
 
     def __len__(self) -> int:
         return 2**62
@@ -297,10 +307,22 @@ class DegradationSamples(torch.utils.data.Dataset):
         label = int(rng.integers(len(DEGRADATIONS)))
         clean = jitter_colours(random_crop(self.images, rng, self.crop_min, self.crop_max, self.scale_min), rng)
         lq = degradations.degrade(clean, DEGRADATIONS[label], rng)
-        item = {"label": torch.tensor(label), "lq_clip": preprocess(_to_uint8(lq), self.clip_size)[0]}
+        item = {"label": torch.tensor(label)}
         if self.stage == "daclip":
+            if self.clip_view == "tiles" and clean.shape[0] > self.clip_size:
+                y, x = (int(rng.integers(0, (clean.shape[0] - self.clip_size) // 8 + 1)) * 8 for _ in range(2))
+                window = (slice(y, y + self.clip_size), slice(x, x + self.clip_size))
+                lq, clean = lq[window], clean[window]
+            item["lq_clip"] = preprocess(_to_uint8(lq), self.clip_size)[0]
             item["gt_clip"] = preprocess(_to_uint8(clean), self.clip_size)[0]
             return item
+        views = clip_views(_to_uint8(lq), self.clip_size, self.clip_view)
+        if self.clip_view == "tiles":
+            item["lq_clip_n"] = torch.tensor(views.shape[0])
+            views = torch.cat([views, views.new_zeros((TILES_PER_SIDE**2 - views.shape[0], *views.shape[1:]))])
+            item["lq_clip"] = views
+        else:
+            item["lq_clip"] = views[0]
         side, patch = clean.shape[0], self.patch
         y, x = int(rng.integers(0, side - patch + 1)), int(rng.integers(0, side - patch + 1))
         item["gt"] = _chw(clean[y : y + patch, x : x + patch])
@@ -565,15 +587,11 @@ def eval_pairs(per_class: int, size: int, seed: int, crop_min: Optional[int] = N
 
 
 @torch.no_grad()
-def evaluate_daclip(model: DaCLIP, pairs, batch: int = 256) -> dict:
+def evaluate_daclip(model: DaCLIP, pairs, clip_view: str = "resize") -> dict:
     """Degradation classification accuracy (the zero-shot classifier of inference) on ``pairs``."""
     model.eval()
-    classifier = DegradationClassifier(model, DEGRADATIONS)
-    predictions = []
-    for start in range(0, len(pairs), batch):
-        chunk = pairs[start : start + batch]
-        x = torch.cat([preprocess(_to_uint8(lq), model.image_size) for _, lq, _ in chunk])
-        predictions += classifier.probabilities(x).argmax(-1).tolist()
+    classifier = DegradationClassifier(model, DEGRADATIONS, view=clip_view)
+    predictions = [int(classifier.probabilities(_to_uint8(lq)).argmax()) for _, lq, _ in pairs]
     labels = [label for _, _, label in pairs]
     per_class = {
         name: float(np.mean([p == i for p, l in zip(predictions, labels) if l == i])) for i, name in enumerate(DEGRADATIONS)
@@ -583,22 +601,37 @@ def evaluate_daclip(model: DaCLIP, pairs, batch: int = 256) -> dict:
 
 
 @torch.no_grad()
-def _contexts(daclip: DaCLIP, lq_clip: Tensor) -> tuple[Tensor, Tensor]:
-    content, degra = daclip.encode_image(lq_clip, control=True)
-    return content.float(), degra.float()
+def _contexts(daclip: DaCLIP, lq_clip: Tensor, counts: Optional[Tensor] = None) -> tuple[Tensor, Tensor]:
+    """The UNet contexts of a batch of DA-CLIP inputs, ``(B, 3, R, R)``; for tiles,
+    ``(B, N, 3, R, R)`` with ``counts`` (``B``) real tiles each, the mean over an item's tiles."""
+    if counts is None:
+        content, degra = daclip.encode_image(lq_clip, control=True)
+        return content.float(), degra.float()
+    counts = counts.to(lq_clip.device)
+    real = torch.arange(lq_clip.shape[1], device=lq_clip.device)[None] < counts[:, None]
+    owner = torch.arange(lq_clip.shape[0], device=lq_clip.device)[:, None].expand_as(real)[real]
+    features = daclip.encode_image(lq_clip[real], control=True)
+    scale = 1.0 / counts.float()[:, None]
+    return tuple(
+        torch.zeros(lq_clip.shape[0], f.shape[1], device=f.device).index_add_(0, owner, f.float()) * scale for f in features
+    )
 
 
 @torch.no_grad()
-def evaluate_restorer(stage: str, daclip: DaCLIP, unet: ConditionalUNet, pairs, device, seed: int = 0, batch: int = 64) -> dict:
+def evaluate_restorer(
+    stage: str, daclip: DaCLIP, unet: ConditionalUNet, pairs, device, seed: int = 0, batch: int = 64, clip_view: str = "resize"
+) -> dict:
     """PSNR of the input and of the restored image against the clean one, per degradation."""
     unet.eval()
     schedule = IRSDESchedule.from_config(OFFICIAL_SDE)
+    classifier = DegradationClassifier(daclip, DEGRADATIONS, view=clip_view).to(device)
     results = []
     for start in range(0, len(pairs), batch):
         chunk = pairs[start : start + batch]
         lq = torch.stack([_chw(lq) for _, lq, _ in chunk]).to(device)
-        clip_in = torch.cat([preprocess(_to_uint8(lq), daclip.image_size) for _, lq, _ in chunk]).to(device)
-        content, degra = _contexts(daclip, clip_in)
+        estimates = [classifier.estimate(_to_uint8(lq)) for _, lq, _ in chunk]
+        content = torch.cat([e.image_context for e in estimates]).float()
+        degra = torch.cat([e.degra_context for e in estimates]).float()
         if stage == "direct":
             out = direct_restore(unet, lq, degra, content)
         else:
@@ -780,7 +813,7 @@ def train(config: TrainConfig) -> dict:
     images, image_info = train_images(seed)
     dataset = DegradationSamples(
         images, stage=stage, seed=seed, clip_size=clip_size, crop_min=config.crop_min, crop_max=config.crop_max,
-        scale_min=config.scale_min, patch=config.patch,
+        scale_min=config.scale_min, patch=config.patch, clip_view=config.clip_view,
     )
     text_tokens = tokenize(DEGRADATIONS).to(device) if stage == "daclip" else None
     table = SDETable(IRSDESchedule.from_config(OFFICIAL_SDE), device) if stage == "irsde" else None
@@ -834,7 +867,7 @@ def train(config: TrainConfig) -> dict:
                 if stage == "daclip":
                     terms = daclip_losses(model, batch, text_tokens)
                 else:
-                    contexts = _contexts(daclip_model, batch["lq_clip"])
+                    contexts = _contexts(daclip_model, batch["lq_clip"], batch.get("lq_clip_n"))
                     terms = (irsde_loss(model, table, batch, contexts, autocast) if stage == "irsde"
                              else direct_loss(model, batch, contexts, autocast))
                 optimizer.zero_grad(set_to_none=True)
@@ -882,13 +915,13 @@ def train(config: TrainConfig) -> dict:
     if config.eval_per_class:
         if stage == "daclip":
             pairs = eval_pairs(config.eval_per_class, 0, seed + 1, config.crop_min, config.crop_max)
-            evaluation = evaluate_daclip(_reloaded_daclip(path, device), pairs)
+            evaluation = evaluate_daclip(_reloaded_daclip(path, device), pairs, config.clip_view)
             log.say(f"held-out accuracy {evaluation['accuracy']:.3f} on {evaluation['n']} crops: "
                     + ", ".join(f"{k} {v:.2f}" for k, v in evaluation["per_class"].items()))
         else:
             pairs = eval_pairs(config.eval_per_class, config.eval_size, seed + 1)
             unet = checkpoints.load_unet(path, device=device).float()
-            evaluation = evaluate_restorer(stage, daclip_model, unet, pairs, device, seed=seed)
+            evaluation = evaluate_restorer(stage, daclip_model, unet, pairs, device, seed=seed, clip_view=config.clip_view)
             log.say(f"held-out PSNR {evaluation['psnr_in']:.2f} dB -> {evaluation['psnr_out']:.2f} dB on {evaluation['n']} crops: "
                     + ", ".join(f"{k} {v['psnr_in']:.1f}->{v['psnr_out']:.1f}" for k, v in evaluation["per_class"].items()))
         evaluation["seconds"] = round(time.monotonic() - eval_start, 2)
@@ -903,6 +936,7 @@ def train(config: TrainConfig) -> dict:
         "batch": config.batch,
         "patch": config.patch if stage != "daclip" else None,
         "crop": [config.crop_min, config.crop_max],
+        "clip_view": config.clip_view,
         "scale_min": config.scale_min,
         "lr": config.lr,
         "warmup": config.warmup,
@@ -950,7 +984,7 @@ def _reloaded_daclip(path: Path, device) -> DaCLIP:
 def main_from_args(args) -> int:
     """Run ``daclip train`` from its parsed arguments (see ``daclip train --help``)."""
     names = ("steps", "max_minutes", "batch", "patch", "lr", "workers", "device", "seed", "resume",
-             "checkpoint_every", "eval_per_class", "eval_size", "preset", "crop_min", "crop_max")
+             "checkpoint_every", "eval_per_class", "eval_size", "preset", "crop_min", "crop_max", "clip_view")
     options = {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
     daclip, init = getattr(args, "daclip", None), getattr(args, "init", None)
     config = TrainConfig(

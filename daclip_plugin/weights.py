@@ -133,6 +133,8 @@ class ModelSpec:
     family, see :mod:`daclip_plugin.direct`), used by the ``daclip-direct`` restorer;
     ``direct_cfg`` is its architecture hint like ``unet_cfg``. ``restorer`` names the restorer
     the model prefers (``None``: the default ``daclip`` one), e.g. in ``daclip restore``.
+    ``clip_view`` is how its DA-CLIP sees an image, as it was trained to: ``"resize"`` (the
+    official preprocessing) or ``"tiles"`` (see :func:`daclip_plugin.daclip_model.clip_views`).
     """
 
     name: str
@@ -145,6 +147,7 @@ class ModelSpec:
     direct: Optional[WeightFile] = None
     direct_cfg: Union[str, Mapping[str, Any], None] = field(default=None, hash=False)
     restorer: Optional[str] = None
+    clip_view: str = "resize"
 
     @property
     def files(self) -> tuple[tuple[str, WeightFile], ...]:

@@ -14,7 +14,9 @@ from daclip_plugin.daclip_model import (
     DEGRADATIONS,
     DaCLIP,
     DegradationClassifier,
+    clip_views,
     preprocess,
+    tile_origins,
     tokenize,
 )
 from daclip_plugin.errors import InvalidImageError
@@ -126,6 +128,40 @@ def test_classifier_with_user_prompts(tiny_model):
 def test_classifier_needs_prompts(tiny_model):
     with pytest.raises(ValueError):
         DegradationClassifier(tiny_model, [])
+
+
+@pytest.mark.parametrize(
+    "length, origins", [(32, [0]), (33, [0]), (64, [0, 32]), (70, [0, 16, 32]), (96, [0, 32, 64]), (1000, [0, 480, 968])]
+)
+def test_tile_origins_spread_up_to_three_tiles_on_the_jpeg_grid(length, origins):
+    assert tile_origins(length, 32) == origins
+    assert all(o % 8 == 0 and o + 32 <= length for o in origins)
+
+
+def test_tiles_view_takes_unresized_tiles():
+    image = np.random.default_rng(1).integers(0, 256, (70, 100, 3), dtype=np.uint8)
+    tiles = clip_views(image, 32, "tiles")
+    assert tiles.shape == (9, 3, 32, 32)  # rows at 0, 16, 32; columns at 0, 32, 64
+    expected = preprocess(image[32:64, 64:96], 32)[0]
+    assert any(torch.equal(tile, expected) for tile in tiles)
+    torch.testing.assert_close(clip_views(image, 32), preprocess(image, 32))
+    torch.testing.assert_close(clip_views(image[:20], 32, "tiles"), preprocess(image[:20], 32))  # too small: resized
+    with pytest.raises(ValueError, match="unknown DA-CLIP view"):
+        clip_views(image, 32, "crop")
+    with pytest.raises(InvalidImageError):
+        clip_views(image.astype(np.float32), 32, "tiles")
+
+
+def test_classifier_tiles_view_averages_the_tiles_features(tiny_model):
+    image = np.random.default_rng(2).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    estimate = DegradationClassifier(tiny_model, view="tiles").estimate(image)
+    with torch.no_grad():
+        content, degra = tiny_model.encode_image(clip_views(image, 32, "tiles"), control=True)
+    assert estimate.degra_context.shape == (1, degra.shape[1])
+    torch.testing.assert_close(estimate.image_context, content.mean(0, keepdim=True))
+    torch.testing.assert_close(estimate.degra_context, degra.mean(0, keepdim=True))
+    with pytest.raises(ValueError, match="unknown DA-CLIP view"):
+        DegradationClassifier(tiny_model, view="crops")
 
 
 def test_preprocess_crops_the_centre_of_non_square_images():

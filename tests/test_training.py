@@ -81,6 +81,44 @@ def test_daclip_samples_hold_clean_and_degraded_clip_inputs():
     assert 0 <= int(item["label"]) < len(DEGRADATIONS)
 
 
+def test_tiles_view_samples_hold_unresized_tiles():
+    daclip_item = _dataset("daclip", clip_view="tiles", crop_min=48, crop_max=64)[0]
+    assert daclip_item["lq_clip"].shape == daclip_item["gt_clip"].shape == (3, 32, 32)
+    dataset = _dataset("direct", clip_view="tiles", crop_min=32, crop_max=80)
+    counts = set()
+    for index in range(12):
+        item = dataset[index]
+        n = int(item["lq_clip_n"])
+        counts.add(n)
+        assert item["lq_clip"].shape == (9, 3, 32, 32) and 1 <= n <= 9
+        assert torch.count_nonzero(item["lq_clip"][n:]) == 0 and torch.count_nonzero(item["lq_clip"][n - 1]) > 0
+    assert len(counts) > 1  # crop sizes vary, so do the tile counts
+
+
+def test_tile_contexts_are_the_mean_over_each_items_tiles():
+    torch.manual_seed(0)
+    model = training.build_daclip(CLIP_CFG).eval()
+    tiles = torch.randn(2, 9, 3, 32, 32)
+    counts = torch.tensor([1, 4])
+    content, degra = training._contexts(model, tiles, counts)
+    for i, n in enumerate(counts.tolist()):
+        c, d = training._contexts(model, tiles[i, :n])
+        torch.testing.assert_close(content[i], c.mean(0), rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(degra[i], d.mean(0), rtol=1e-4, atol=1e-5)
+
+
+def test_unet_stage_trains_and_evaluates_on_tiles(trained, tmp_path):
+    out, _ = trained
+    entry = training.train(_config(
+        "direct", tmp_path, daclip=out / "daclip_tiny.pt", clip_view="tiles", crop_min=32, crop_max=72, steps=2,
+        eval_per_class=1, eval_size=64,
+    ))
+    assert entry["clip_view"] == "tiles" and entry["config"]["clip_view"] == "tiles"
+    assert entry["eval"]["n"] == len(DEGRADATIONS) and entry["eval"]["psnr_out"] > 0
+    with pytest.raises(training.DaclipError, match="unknown DA-CLIP view"):
+        _config("direct", tmp_path, clip_view="crops")
+
+
 def test_batches_do_not_depend_on_workers_and_start_at_a_step():
     dataset = _dataset("direct", seed=1)
     serial = iter(training.batches(dataset, 3, start_step=2, workers=0))
