@@ -230,13 +230,16 @@ class DegradationClassifier(nn.Module):
 
     @torch.no_grad()
     def estimate(self, image) -> DegradationEstimate:
-        """Contexts for the UNet and prompt probabilities from one DA-CLIP pass (for an image
-        seen as tiles, the mean of the tiles' features)."""
+        """Contexts for the UNet and prompt probabilities from one DA-CLIP pass. For an image
+        seen as tiles, the contexts are the mean of the tiles' features and the probabilities
+        the mean of the tiles' probabilities."""
         image_context, degra_context = self.model.encode_image(self.clip_input(image), control=True)
+        cosine = F.normalize(degra_context, dim=-1) @ self.text_features.T
+        probs = (100 * cosine).softmax(dim=-1)
         if not torch.is_tensor(image):
             image_context, degra_context = image_context.mean(0, keepdim=True), degra_context.mean(0, keepdim=True)
-        cosine = F.normalize(degra_context, dim=-1) @ self.text_features.T
-        return DegradationEstimate(image_context, degra_context, (100 * cosine).softmax(dim=-1), self.prompts)
+            probs = probs.mean(0, keepdim=True)
+        return DegradationEstimate(image_context, degra_context, probs, self.prompts)
 
     def probabilities(self, image) -> torch.Tensor:
         """Prompt probabilities, ``(B, n_prompts)``."""
