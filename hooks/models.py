@@ -9,7 +9,8 @@ options), so a file of another architecture fails to load with a clear error.
 ``tiny`` ships inside the package (``daclip_plugin.models.tiny``, about 22 MB in float16):
 a small DA-CLIP, an IR-SDE UNet and a direct (one-pass) restorer UNet trained by
 :mod:`daclip_plugin.training` on synthetic degradations (see ``provenance.json`` there). It
-works offline and prefers the fast ``daclip-direct`` restorer.
+works offline and prefers the fast ``daclip-direct`` restorer. Its DA-CLIP was trained on
+unresized 112 px crops, so it sees images as unresized tiles (``clip_view="tiles"``).
 """
 
 from daclip_plugin.hookspecs import hookimpl
@@ -68,6 +69,7 @@ TINY_MODEL = ModelSpec(
     unet_cfg=TINY_UNET_CFG,
     direct_cfg=TINY_UNET_CFG,
     restorer="daclip-direct",
+    clip_view="tiles",
 )
 
 

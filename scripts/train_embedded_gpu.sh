@@ -18,7 +18,7 @@
 # of the new models on it and bench_direct.json / bench_irsde.json are copied too.
 #
 # Environment (defaults in brackets):
-#   DEVICE [cuda]  PRESET [gpu]  WORKERS [14]  SEED [0]
+#   DEVICE [cuda]  PRESET [gpu]  WORKERS [14]  SEED [0]  CLIP_VIEW [tiles] (how the DA-CLIP sees images)
 #   MIN_DACLIP [2]  MIN_IRSDE [2]  MIN_DIRECT [2.25]  MINUTES (sets all three)
 #   EXTRA (more `daclip train` options for every stage)  EVAL, EVAL_SIZE (held-out eval)
 #   ARGS_DACLIP, ARGS_IRSDE, ARGS_DIRECT (options for one stage, e.g. "--init FILE --lr 3e-4")
@@ -34,6 +34,7 @@ DEVICE=${DEVICE:-cuda}
 PRESET=${PRESET:-gpu}
 WORKERS=${WORKERS:-14}
 SEED=${SEED:-0}
+CLIP_VIEW=${CLIP_VIEW:-tiles}
 MIN_DACLIP=${MINUTES:-${MIN_DACLIP:-2}}
 MIN_IRSDE=${MINUTES:-${MIN_IRSDE:-2}}
 MIN_DIRECT=${MINUTES:-${MIN_DIRECT:-2.25}}
@@ -81,7 +82,7 @@ run_stage() {
     say "stage $stage: $minutes min"
     # shellcheck disable=SC2086
     python3 -m daclip_plugin train "$stage" --out "$WORK" --preset "$PRESET" --device "$DEVICE" \
-        --seed "$SEED" --workers "$WORKERS" --max-minutes "$minutes" \
+        --seed "$SEED" --workers "$WORKERS" --max-minutes "$minutes" --clip-view "$CLIP_VIEW" \
         ${EVAL:+--eval-per-class "$EVAL"} ${EVAL_SIZE:+--eval-size "$EVAL_SIZE"} $EXTRA "$@"
 }
 
@@ -94,7 +95,7 @@ run_stage irsde "$MIN_IRSDE" ${ARGS_IRSDE:-} || FAILED="$FAILED irsde"
 run_stage direct "$MIN_DIRECT" ${ARGS_DIRECT:-} || FAILED="$FAILED direct"
 
 say "checking the saved models"
-python3 - "$WORK" "$DEVICE" <<'PY'
+python3 - "$WORK" "$DEVICE" "$CLIP_VIEW" <<'PY'
 import json, sys, time
 from pathlib import Path
 import numpy as np
@@ -102,7 +103,7 @@ import torch
 from daclip_plugin import checkpoints, degradations, training
 from daclip_plugin.direct import load_daclip_quietly, load_direct_restorer
 
-work, device = Path(sys.argv[1]), sys.argv[2]
+work, device, clip_view = Path(sys.argv[1]), sys.argv[2], sys.argv[3]
 files = {stage: work / name for stage, name in training.FILE_NAMES.items()}
 daclip = load_daclip_quietly(files["daclip"])  # architecture inferred from the tensors
 assert checkpoints.infer_clip_cfg(checkpoints.read_state_dict(files["daclip"])) == training.TINY_CLIP_CFG
@@ -122,7 +123,7 @@ check["train_seconds"] = {stage: entry["train_seconds"] for stage, entry in prov
 # One full held-out photograph per degradation, restored in one pass by the direct restorer.
 full = {}
 if "direct" in files:
-    restorer = load_direct_restorer(files["daclip"], files["direct"], device=device)
+    restorer = load_direct_restorer(files["daclip"], files["direct"], device=device, clip_view=clip_view)
     clean = degradations.clean_images("eval")["coffee"][:256, :256]
 for name in degradations.DEGRADATIONS if "direct" in files else ():
     lq = degradations.degrade(clean, name, 123)

@@ -96,6 +96,8 @@ def test_files_fit_the_size_budget_and_provenance_describes_them():
             assert len(entry["init"]["sha256"]) == 64 and entry["init"]["provenance"]["file"] == entry["file"]
     daclip, irsde = provenance["stages"]["daclip"], provenance["stages"]["irsde"]
     assert irsde["daclip_sha256"] == daclip["file_sha256"] == provenance["stages"]["direct"]["daclip_sha256"]
+    # every stage was trained with the DA-CLIP view the registry entry declares
+    assert {entry.get("clip_view", "resize") for entry in provenance["stages"].values()} == {weights.get_model("tiny").clip_view}
 
 
 def test_classify_with_tiny(offline):
@@ -192,7 +194,7 @@ def test_cli_models_shows_the_direct_file(capsys):
         return rows
 
     tiny = block("tiny")
-    assert tiny[0] == "preferred restorer: daclip-direct"
-    assert [row.split()[0] for row in tiny[1:]] == ["DA-CLIP", "UNet", "direct"]
-    assert tiny[3].startswith("direct restorer  direct_tiny.pth") and all(" embedded " in row for row in tiny[1:])
+    assert tiny[:2] == ["preferred restorer: daclip-direct", "DA-CLIP input: tiles"]
+    assert [row.split()[0] for row in tiny[2:]] == ["DA-CLIP", "UNet", "direct"]
+    assert tiny[4].startswith("direct restorer  direct_tiny.pth") and all(" embedded " in row for row in tiny[2:])
     assert [row.split()[0] for row in block("universal-ir")] == ["DA-CLIP", "UNet"]
