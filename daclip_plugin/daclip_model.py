@@ -141,6 +141,12 @@ CLIP_VIEWS = ("resize", "tiles")
 TILES_PER_SIDE = 3
 
 
+def _check_view(view: str) -> str:
+    if view not in CLIP_VIEWS:
+        raise ValueError(f"unknown DA-CLIP view {view!r}; choose one of {', '.join(CLIP_VIEWS)}")
+    return view
+
+
 def tile_origins(length: int, size: int, per_side: int = TILES_PER_SIDE) -> list[int]:
     """Offsets of up to ``per_side`` tiles of ``size`` px spread evenly over ``length`` px
     (``length >= size``), rounded down to multiples of 8 so that tiles keep the JPEG block grid."""
@@ -155,8 +161,7 @@ def clip_views(image, resolution: int, view: str = "resize") -> torch.Tensor:
     tiles at the image's own resolution on an even grid of up to :data:`TILES_PER_SIDE`
     per side (see :func:`tile_origins`); an image with a side under ``R`` px is resized instead.
     """
-    if view not in CLIP_VIEWS:
-        raise ValueError(f"unknown DA-CLIP view {view!r}; choose one of {', '.join(CLIP_VIEWS)}")
+    _check_view(view)
     picture = (image if isinstance(image, Image.Image) else Image.fromarray(_rgb_array(image))).convert("RGB")
     width, height = picture.size
     if view == "resize" or min(height, width) < resolution:
@@ -213,9 +218,7 @@ class DegradationClassifier(nn.Module):
         self.prompts = (prompts,) if isinstance(prompts, str) else tuple(prompts)
         if not self.prompts:
             raise ValueError("at least one prompt is needed")
-        if view not in CLIP_VIEWS:
-            raise ValueError(f"unknown DA-CLIP view {view!r}; choose one of {', '.join(CLIP_VIEWS)}")
-        self.model, self.view = model, view
+        self.model, self.view = model, _check_view(view)
         device = model.logit_scale.device
         with torch.no_grad():
             text_features = model.encode_text(tokenize(self.prompts).to(device), normalize=True)
