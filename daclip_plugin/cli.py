@@ -290,6 +290,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--clip-view", choices=("resize", "tiles"),
         help="how the DA-CLIP sees an image: resize (official, default) or tiles (unresized tiles of its input size)",
     )
+    train.add_argument(
+        "--loss", choices=("l1", "log-l1"),
+        help="direct stage only: l1 (default) or log-l1 (mean of log per-patch L1: weighs subtle degradations like strong ones)",
+    )
     train.add_argument("--checkpoint-every", type=int, metavar="N", help="save the training state every N steps")
     train.add_argument("--eval-per-class", type=int, metavar="N", help="held-out evaluation crops per degradation")
     train.add_argument("--eval-size", type=int, metavar="PX", help="held-out evaluation crop size (irsde, direct)")

@@ -144,6 +144,7 @@ class TrainConfig:
     save_dtype: str = "float16"
     amp: bool = True
     clip_view: str = "resize"
+    loss: str = "l1"
     clip_cfg: dict = field(default_factory=lambda: copy.deepcopy(TINY_CLIP_CFG))
     unet_cfg: dict = field(default_factory=lambda: copy.deepcopy(TINY_UNET_CFG))
     command: Optional[list] = None
@@ -172,6 +173,10 @@ class TrainConfig:
         self.resolve_crops(int(self.clip_cfg["vision_cfg"]["image_size"]) if self.stage == "daclip" else None)
         if self.clip_view not in CLIP_VIEWS:
             raise DaclipError(f"unknown DA-CLIP view {self.clip_view!r}; choose one of {', '.join(CLIP_VIEWS)}")
+        if self.loss not in DIRECT_LOSSES:
+            raise DaclipError(f"unknown direct-restorer loss {self.loss!r}; choose one of {', '.join(DIRECT_LOSSES)}")
+        if self.loss != "l1" and self.stage != "direct":
+            raise DaclipError(f"--loss {self.loss} is for the direct stage; the {self.stage} stage has its own objective")
         if self.save_dtype not in ("float16", "float32"):
             raise DaclipError("save_dtype must be float16 or float32")
 
@@ -464,12 +469,20 @@ def irsde_loss(unet: ConditionalUNet, table: SDETable, batch: Mapping[str, Tenso
     return {"loss": loss}
 
 
-def direct_loss(unet: ConditionalUNet, batch: Mapping[str, Tensor], contexts, autocast) -> dict[str, Tensor]:
-    """L1 loss of the direct restorer's output against the clean patch."""
+DIRECT_LOSSES = ("l1", "log-l1")
+"""Direct-restorer losses: ``l1`` (the batch's mean absolute error) and ``log-l1`` (the
+batch mean of ``log(L1 of each patch + 0.01)``: each patch weighs by the inverse of its
+current error, as in an average of PSNRs, so subtle degradations count as much as strong ones)."""
+
+
+def direct_loss(unet: ConditionalUNet, batch: Mapping[str, Tensor], contexts, autocast, kind: str = "l1") -> dict[str, Tensor]:
+    """The direct restorer's loss (see :data:`DIRECT_LOSSES`) against the clean patch."""
     with autocast():
         restored = direct_restore(unet, batch["lq"], contexts[1], contexts[0])
-    loss = F.l1_loss(restored.float(), batch["gt"])
-    return {"loss": loss, "l1_in": F.l1_loss(batch["lq"], batch["gt"])}
+    per_patch = (restored.float() - batch["gt"]).abs().mean(dim=(1, 2, 3))
+    terms = {"l1": per_patch.mean(), "l1_in": F.l1_loss(batch["lq"], batch["gt"])}
+    terms["loss"] = terms["l1"] if kind == "l1" else torch.log(per_patch + 0.01).mean()
+    return terms
 
 
 # ------------------------------------------------------------------------------ utilities
@@ -869,7 +882,7 @@ def train(config: TrainConfig) -> dict:
                 else:
                     contexts = _contexts(daclip_model, batch["lq_clip"], batch.get("lq_clip_n"))
                     terms = (irsde_loss(model, table, batch, contexts, autocast) if stage == "irsde"
-                             else direct_loss(model, batch, contexts, autocast))
+                             else direct_loss(model, batch, contexts, autocast, config.loss))
                 optimizer.zero_grad(set_to_none=True)
                 terms["loss"].backward()
                 if config.grad_clip:
@@ -937,6 +950,7 @@ def train(config: TrainConfig) -> dict:
         "patch": config.patch if stage != "daclip" else None,
         "crop": [config.crop_min, config.crop_max],
         "clip_view": config.clip_view,
+        **({"loss": config.loss} if stage == "direct" else {}),
         "scale_min": config.scale_min,
         "lr": config.lr,
         "warmup": config.warmup,
@@ -969,7 +983,8 @@ def train(config: TrainConfig) -> dict:
         entry["sde"] = dict(OFFICIAL_SDE)
         entry["objective"] = "L1(reverse-SDE step mean from the predicted noise, optimal reverse step), t ~ U{1..T}"
     if stage == "direct":
-        entry["convention"] = "restored = lq + unet(xt=lq, cond=lq, time=0, contexts); L1(restored, gt)"
+        objective = "L1(restored, gt)" if config.loss == "l1" else "mean over patches of log(L1(restored, gt) + 0.01)"
+        entry["convention"] = f"restored = lq + unet(xt=lq, cond=lq, time=0, contexts); {objective}"
     _write_provenance(out, stage, entry)
     log.write({"event": "end", "step": step, "train_s": round(train_seconds, 2), "wall_s": entry["wall_seconds"], "file": path.name})
     log.say(f"done: {step} steps in {train_seconds:.0f}s, final loss {final_loss}, saved {path} ({entry['file_bytes'] / 1e6:.2f} MB)")
@@ -984,7 +999,7 @@ def _reloaded_daclip(path: Path, device) -> DaCLIP:
 def main_from_args(args) -> int:
     """Run ``daclip train`` from its parsed arguments (see ``daclip train --help``)."""
     names = ("steps", "max_minutes", "batch", "patch", "lr", "workers", "device", "seed", "resume",
-             "checkpoint_every", "eval_per_class", "eval_size", "preset", "crop_min", "crop_max", "clip_view")
+             "checkpoint_every", "eval_per_class", "eval_size", "preset", "crop_min", "crop_max", "clip_view", "loss")
     options = {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
     daclip, init = getattr(args, "daclip", None), getattr(args, "init", None)
     config = TrainConfig(

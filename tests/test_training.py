@@ -224,6 +224,40 @@ def test_unet_losses_overfit_a_fixed_batch(stage):
     assert np.mean(losses[-5:]) < (0.85 if stage == "irsde" else 0.7) * np.mean(losses[:5])
 
 
+def test_log_l1_direct_loss_weighs_each_patch_by_its_error():
+    torch.manual_seed(0)
+    daclip = training.build_daclip(CLIP_CFG).eval().requires_grad_(False)
+    unet = training.build_unet(UNET_CFG, 32).eval()
+    batch = _fixed_batch("direct")
+    contexts = training._contexts(daclip, batch["lq_clip"])
+    autocast = training._autocast_factory(torch.device("cpu"), True)
+    with torch.no_grad():
+        plain = training.direct_loss(unet, batch, contexts, autocast)
+        logged = training.direct_loss(unet, batch, contexts, autocast, "log-l1")
+        per_patch = (direct_restore(unet, batch["lq"], contexts[1], contexts[0]) - batch["gt"]).abs().mean(dim=(1, 2, 3))
+    torch.testing.assert_close(plain["loss"], per_patch.mean())
+    torch.testing.assert_close(logged["loss"], torch.log(per_patch + 0.01).mean())
+    torch.testing.assert_close(logged["l1"], plain["l1"])  # the log keeps the plain L1 for comparison
+    _overfit(unet.train(), lambda: training.direct_loss(unet, batch, contexts, autocast, "log-l1")["loss"])
+    with torch.no_grad():
+        trained_l1 = training.direct_loss(unet, batch, contexts, autocast)["l1"]
+    assert trained_l1 < 0.7 * plain["l1"]
+
+
+def test_loss_option_is_checked(tmp_path):
+    with pytest.raises(training.DaclipError, match="unknown direct-restorer loss"):
+        _config("direct", tmp_path, loss="l2")
+    with pytest.raises(training.DaclipError, match="is for the direct stage"):
+        _config("irsde", tmp_path, loss="log-l1")
+    assert _config("direct", tmp_path, loss="log-l1").to_json()["loss"] == "log-l1"
+
+
+def test_direct_provenance_names_its_loss(trained):
+    _, entries = trained
+    assert entries["direct"]["loss"] == "l1" and entries["direct"]["convention"].endswith("L1(restored, gt)")
+    assert "loss" not in entries["irsde"] and "loss" not in entries["daclip"]
+
+
 def test_direct_restore_is_lq_plus_the_unet_residual():
     torch.manual_seed(0)
     unet = training.build_unet(UNET_CFG, 32).eval()
