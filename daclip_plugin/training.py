@@ -469,10 +469,12 @@ def irsde_loss(unet: ConditionalUNet, table: SDETable, batch: Mapping[str, Tenso
     return {"loss": loss}
 
 
-DIRECT_LOSSES = ("l1", "log-l1")
-"""Direct-restorer losses: ``l1`` (the batch's mean absolute error) and ``log-l1`` (the
-batch mean of ``log(L1 of each patch + 0.01)``: each patch weighs by the inverse of its
-current error, as in an average of PSNRs, so subtle degradations count as much as strong ones)."""
+DIRECT_LOSSES = {
+    "l1": "L1(restored, gt)",
+    "log-l1": "mean over patches of log(L1(restored, gt) + 0.01)",
+}
+"""Direct-restorer losses and their formulas: ``log-l1`` weighs each patch by the inverse of
+its current error, as in an average of PSNRs, so subtle degradations count as much as strong ones."""
 
 
 def direct_loss(unet: ConditionalUNet, batch: Mapping[str, Tensor], contexts, autocast, kind: str = "l1") -> dict[str, Tensor]:
@@ -983,8 +985,7 @@ def train(config: TrainConfig) -> dict:
         entry["sde"] = dict(OFFICIAL_SDE)
         entry["objective"] = "L1(reverse-SDE step mean from the predicted noise, optimal reverse step), t ~ U{1..T}"
     if stage == "direct":
-        objective = "L1(restored, gt)" if config.loss == "l1" else "mean over patches of log(L1(restored, gt) + 0.01)"
-        entry["convention"] = f"restored = lq + unet(xt=lq, cond=lq, time=0, contexts); {objective}"
+        entry["convention"] = f"restored = lq + unet(xt=lq, cond=lq, time=0, contexts); {DIRECT_LOSSES[config.loss]}"
     _write_provenance(out, stage, entry)
     log.write({"event": "end", "step": step, "train_s": round(train_seconds, 2), "wall_s": entry["wall_seconds"], "file": path.name})
     log.say(f"done: {step} steps in {train_seconds:.0f}s, final loss {final_loss}, saved {path} ({entry['file_bytes'] / 1e6:.2f} MB)")
