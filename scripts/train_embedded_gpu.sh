@@ -18,6 +18,9 @@
 # of the new models on it and bench_direct.json / bench_irsde.json are copied too.
 #
 # Environment (defaults in brackets):
+#   STAGES [daclip irsde direct] (which stages, in this order)
+#   DACLIP (a trained DA-CLIP file: copied in as the one the UNet stages train against; the
+#           daclip stage is then left out, e.g. DACLIP=daclip_plugin/models/tiny/daclip_tiny.pt)
 #   DEVICE [cuda]  PRESET [gpu]  WORKERS [14]  SEED [0]  CLIP_VIEW [tiles] (how the DA-CLIP sees images)
 #   MIN_DACLIP [2]  MIN_IRSDE [2]  MIN_DIRECT [2.25]  MINUTES (sets all three)
 #   EXTRA (more `daclip train` options for every stage)  EVAL, EVAL_SIZE (held-out eval)
@@ -44,6 +47,8 @@ SITE=${SITE:-/tmp/site}
 EXTRA=${EXTRA:-}
 BENCH=${BENCH:-}
 BENCH_LIMIT=${BENCH_LIMIT:-}
+STAGES=${STAGES:-daclip irsde direct}
+DACLIP=${DACLIP:-}
 
 START=$(date +%s)
 say() { echo "[train_embedded $(( $(date +%s) - START ))s] $*"; }
@@ -87,12 +92,22 @@ run_stage() {
 }
 
 FAILED=""
-# shellcheck disable=SC2086
-run_stage daclip "$MIN_DACLIP" ${ARGS_DACLIP:-}  # the other stages need it: a failure here stops the script
-# shellcheck disable=SC2086
-run_stage irsde "$MIN_IRSDE" ${ARGS_IRSDE:-} || FAILED="$FAILED irsde"
-# shellcheck disable=SC2086
-run_stage direct "$MIN_DIRECT" ${ARGS_DIRECT:-} || FAILED="$FAILED direct"
+if [ -n "$DACLIP" ]; then
+    say "DA-CLIP: $DACLIP (no daclip stage)"
+    cp "$DACLIP" "$WORK/daclip_tiny.pt"
+    STAGES=$(echo "$STAGES" | tr ' ' '\n' | grep -vx daclip | tr '\n' ' ')
+fi
+for stage in $STAGES; do
+    case $stage in
+        # shellcheck disable=SC2086
+        daclip) run_stage daclip "$MIN_DACLIP" ${ARGS_DACLIP:-} ;;  # the other stages need it: a failure here stops the script
+        # shellcheck disable=SC2086
+        irsde) run_stage irsde "$MIN_IRSDE" ${ARGS_IRSDE:-} || FAILED="$FAILED irsde" ;;
+        # shellcheck disable=SC2086
+        direct) run_stage direct "$MIN_DIRECT" ${ARGS_DIRECT:-} || FAILED="$FAILED direct" ;;
+        *) say "unknown stage $stage (daclip, irsde, direct)"; exit 2 ;;
+    esac
+done
 
 say "checking the saved models"
 python3 - "$WORK" "$DEVICE" "$CLIP_VIEW" <<'PY'
