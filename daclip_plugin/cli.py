@@ -89,6 +89,24 @@ def cmd_train(args: argparse.Namespace) -> int:
     return training.main_from_args(args)
 
 
+def cmd_interpolate(args: argparse.Namespace) -> int:
+    """Mix two fine-tunings of one restorer: (1 - alpha) FIRST + alpha SECOND, weight by weight."""
+    import json
+
+    from .weight_interpolation import interpolate
+
+    entry = interpolate(
+        Path(args.first), Path(args.second), args.alpha, Path(args.out), stage=args.stage,
+        daclip=None if args.daclip is None else Path(args.daclip), eval_per_class=args.eval_per_class,
+        eval_size=args.eval_size, command=["daclip", *sys.argv[1:]],
+    )
+    summary = {"file": str(Path(args.out) / entry["file"]), "alpha": entry["alpha"]}
+    if entry["eval"]:
+        summary["eval"] = {k: entry["eval"][k] for k in ("psnr_in", "psnr_out", "n")}
+    print(json.dumps(summary))
+    return 0
+
+
 def _options(args: argparse.Namespace, names: Sequence[str]) -> dict:
     """The options the user actually set (None means: leave the component's default)."""
     return {name: getattr(args, name) for name in names if getattr(args, name) is not None}
@@ -298,6 +316,16 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--eval-per-class", type=int, metavar="N", help="held-out evaluation crops per degradation")
     train.add_argument("--eval-size", type=int, metavar="PX", help="held-out evaluation crop size (irsde, direct)")
     train.set_defaults(run=cmd_train)
+    mix = commands.add_parser("interpolate", help=cmd_interpolate.__doc__)
+    mix.add_argument("first", metavar="FIRST", help="a saved UNet (e.g. the conservative restorer)")
+    mix.add_argument("second", metavar="SECOND", help="a fine-tuning of the same UNet (e.g. the bolder one)")
+    mix.add_argument("--alpha", type=float, required=True, help="weight of SECOND, 0..1")
+    mix.add_argument("--out", required=True, metavar="DIR", help="folder for the model and provenance.json")
+    mix.add_argument("--stage", choices=("irsde", "direct"), default="direct", help="what the UNets are (default: direct)")
+    mix.add_argument("--daclip", metavar="FILE", help="their DA-CLIP: evaluates the result on held-out crops")
+    mix.add_argument("--eval-per-class", type=int, default=4, metavar="N", help="held-out evaluation crops per degradation")
+    mix.add_argument("--eval-size", type=int, default=128, metavar="PX", help="held-out evaluation crop size")
+    mix.set_defaults(run=cmd_interpolate)
     classify = commands.add_parser("classify", help=cmd_classify.__doc__)
     classify.add_argument("images", nargs="+", metavar="IMAGE")
     classify.add_argument("--classifier", default="daclip", help="classifier name (see `daclip plugins`)")

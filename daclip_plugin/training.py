@@ -720,6 +720,13 @@ def initialise_from(model: nn.Module, path: Path) -> dict:
             raise DaclipError(f"--init: {key} is {tuple(tensor.shape)} in {path}, the model needs {tuple(value.shape)}")
         loaded[key] = tensor
     model.load_state_dict(loaded)
+    return weights_record(path)
+
+
+def weights_record(path: Path) -> dict:
+    """What provenance records of a saved model used as a start: its name, SHA-256 and, when
+    a ``provenance.json`` beside it describes it, that entry."""
+    path = Path(path)
     info: dict[str, Any] = {"file": path.name, "sha256": _sha256(path)}
     record = path.with_name(PROVENANCE_NAME)
     if record.is_file():
@@ -737,7 +744,8 @@ def _autocast_factory(device: torch.device, enabled: bool) -> Callable:
     return lambda: torch.autocast(device.type, enabled=False)
 
 
-def _write_provenance(out: Path, stage: str, entry: dict) -> None:
+def write_provenance(out: Path, stage: str, entry: dict) -> None:
+    """Add or replace ``stage``'s entry in ``out/provenance.json`` (written atomically)."""
     path = out / PROVENANCE_NAME
     data: dict = {}
     if path.is_file():
@@ -986,7 +994,7 @@ def train(config: TrainConfig) -> dict:
         entry["objective"] = "L1(reverse-SDE step mean from the predicted noise, optimal reverse step), t ~ U{1..T}"
     if stage == "direct":
         entry["convention"] = f"restored = lq + unet(xt=lq, cond=lq, time=0, contexts); {DIRECT_LOSSES[config.loss]}"
-    _write_provenance(out, stage, entry)
+    write_provenance(out, stage, entry)
     log.write({"event": "end", "step": step, "train_s": round(train_seconds, 2), "wall_s": entry["wall_seconds"], "file": path.name})
     log.say(f"done: {step} steps in {train_seconds:.0f}s, final loss {final_loss}, saved {path} ({entry['file_bytes'] / 1e6:.2f} MB)")
     return entry

@@ -426,3 +426,62 @@ def test_cli_train_runs_a_stage(tmp_path, capsys):
     assert entry["model_cfg"] == training.TINY_CLIP_CFG and entry["file_bytes"] < 12e6
     size = training.TINY_CLIP_CFG["vision_cfg"]["image_size"]
     assert entry["crop"] == [size, size + 64]
+
+
+# ------------------------------------------------------------------- weight interpolation
+
+
+def test_interpolation_mixes_two_fine_tunings_weight_by_weight(trained, tmp_path):
+    from daclip_plugin.weight_interpolation import interpolate
+
+    out, _ = trained
+    bolder = tmp_path / "bolder"
+    training.train(_config("direct", bolder, daclip=out / "daclip_tiny.pt", init=out / "direct_tiny.pth", steps=3, lr=1e-2, seed=1))
+    first, second = out / "direct_tiny.pth", bolder / "direct_tiny.pth"
+    a, b = checkpoints.read_state_dict(first), checkpoints.read_state_dict(second)
+    for alpha in (0.0, 0.25, 1.0):
+        entry = interpolate(first, second, alpha, tmp_path / str(alpha), daclip=out / "daclip_tiny.pt", eval_per_class=1, eval_size=24)
+        mixed = checkpoints.read_state_dict(tmp_path / str(alpha) / "direct_tiny.pth")
+        for key, value in mixed.items():
+            expected = ((1 - alpha) * a[key].double() + alpha * b[key].double()).half()
+            assert torch.allclose(value.double(), expected.double(), atol=1e-3, rtol=1e-3), key
+    assert all(torch.equal(mixed[k], b[k]) for k in b)  # alpha 1: the second, exactly
+    record = json.loads((tmp_path / "1.0" / "provenance.json").read_text())["stages"]["direct"]
+    assert record == json.loads(json.dumps(entry))
+    assert entry["sources"]["first"]["sha256"] == training.weights_record(first)["sha256"]
+    assert entry["sources"]["second"]["provenance"]["init"]["file"] == "direct_tiny.pth"
+    assert entry["daclip_sha256"] == training.weights_record(out / "daclip_tiny.pt")["sha256"]
+    assert entry["eval"]["n"] == len(DEGRADATIONS) and entry["file_sha256"] == training.weights_record(second)["sha256"]
+
+
+def test_interpolation_refuses_what_is_not_one_lineage(trained, tmp_path):
+    from daclip_plugin.weight_interpolation import interpolate
+
+    out, _ = trained
+    with pytest.raises(training.DaclipError, match="alpha"):
+        interpolate(out / "direct_tiny.pth", out / "direct_tiny.pth", 1.5, tmp_path)
+    with pytest.raises(training.DaclipError, match="not found"):
+        interpolate(out / "direct_tiny.pth", tmp_path / "missing.pth", 0.5, tmp_path)
+    other = tmp_path / "other"
+    other.mkdir()
+    training.save_model(training.build_unet({**UNET_CFG, "nf": 64}, 32), other / "direct_tiny.pth")
+    with pytest.raises(training.DaclipError, match="not the same UNet"):
+        interpolate(out / "direct_tiny.pth", other / "direct_tiny.pth", 0.5, tmp_path / "x")
+    # same shapes, but trained against another DA-CLIP
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "direct_tiny.pth").write_bytes((out / "direct_tiny.pth").read_bytes())
+    data = json.loads((out / "provenance.json").read_text())
+    data["stages"]["direct"]["daclip_sha256"] = "0" * 64
+    (elsewhere / "provenance.json").write_text(json.dumps(data))
+    with pytest.raises(training.DaclipError, match="daclip_sha256"):
+        interpolate(out / "direct_tiny.pth", elsewhere / "direct_tiny.pth", 0.5, tmp_path / "y")
+    assert not (tmp_path / "y" / "direct_tiny.pth").exists()
+
+
+def test_cli_interpolate(trained, tmp_path, capsys):
+    out, _ = trained
+    code = cli.main(["interpolate", str(out / "direct_tiny.pth"), str(out / "direct_tiny.pth"), "--alpha", "0.5", "--out", str(tmp_path)])
+    assert code == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["alpha"] == 0.5 and (tmp_path / "direct_tiny.pth").is_file() and "eval" not in summary
