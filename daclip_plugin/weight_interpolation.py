@@ -59,6 +59,12 @@ def interpolate(
         if values[0] is not None and values[1] is not None and values[0] != values[1]:
             raise DaclipError(f"{first} and {second} differ in {field} ({values[0]!r} vs {values[1]!r}): not one lineage")
         shared[field] = values[0] if values[0] is not None else values[1]
+    if daclip is not None:
+        if not Path(daclip).is_file():
+            raise DaclipError(f"{daclip} not found")
+        recorded, given = shared.get("daclip_sha256"), training.weights_record(Path(daclip))["sha256"]
+        if recorded is not None and recorded != given:
+            raise DaclipError(f"{daclip} is not the DA-CLIP that {first.name} and {second.name} were trained against")
     mixed = {k: torch.lerp(v, state_b[k], alpha) if v.is_floating_point() else v for k, v in state_a.items()}
     a.load_state_dict(mixed)
     out.mkdir(parents=True, exist_ok=True)

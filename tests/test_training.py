@@ -462,6 +462,9 @@ def test_interpolation_refuses_what_is_not_one_lineage(trained, tmp_path):
         interpolate(out / "direct_tiny.pth", out / "direct_tiny.pth", 1.5, tmp_path)
     with pytest.raises(training.DaclipError, match="not found"):
         interpolate(out / "direct_tiny.pth", tmp_path / "missing.pth", 0.5, tmp_path)
+    with pytest.raises(training.DaclipError, match="not the DA-CLIP"):
+        interpolate(out / "direct_tiny.pth", out / "direct_tiny.pth", 0.5, tmp_path / "z", daclip=out / "provenance.json")
+    assert not (tmp_path / "z").exists()
     other = tmp_path / "other"
     other.mkdir()
     training.save_model(training.build_unet({**UNET_CFG, "nf": 64}, 32), other / "direct_tiny.pth")
