@@ -521,7 +521,8 @@ def _param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
     return groups
 
 
-def _sha256(path: Path) -> str:
+def sha256_file(path: Path) -> str:
+    """The SHA-256 of a file, read in 1 MiB chunks."""
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for chunk in iter(lambda: handle.read(1 << 20), b""):
@@ -727,7 +728,7 @@ def weights_record(path: Path) -> dict:
     """What provenance records of a saved model used as a start: its name, SHA-256 and, when
     a ``provenance.json`` beside it describes it, that entry."""
     path = Path(path)
-    info: dict[str, Any] = {"file": path.name, "sha256": _sha256(path)}
+    info: dict[str, Any] = {"file": path.name, "sha256": sha256_file(path)}
     record = path.with_name(PROVENANCE_NAME)
     if record.is_file():
         try:
@@ -938,7 +939,7 @@ def train(config: TrainConfig) -> dict:
     if config.eval_per_class:
         if stage == "daclip":
             pairs = eval_pairs(config.eval_per_class, 0, seed + 1, config.crop_min, config.crop_max)
-            evaluation = evaluate_daclip(_reloaded_daclip(path, device), pairs, config.clip_view)
+            evaluation = evaluate_daclip(reloaded_daclip(path, device), pairs, config.clip_view)
             log.say(f"held-out accuracy {evaluation['accuracy']:.3f} on {evaluation['n']} crops: "
                     + ", ".join(f"{k} {v:.2f}" for k, v in evaluation["per_class"].items()))
         else:
@@ -977,7 +978,7 @@ def train(config: TrainConfig) -> dict:
         "file": path.name,
         "file_bytes": path.stat().st_size,
         "file_dtype": config.save_dtype,
-        "file_sha256": _sha256(path),
+        "file_sha256": sha256_file(path),
         "clean_images": image_info,
         "degradations": list(DEGRADATIONS),
         "eval": evaluation,
@@ -988,7 +989,7 @@ def train(config: TrainConfig) -> dict:
         entry["init"] = init
     if stage != "daclip":
         entry["daclip_file"] = config.daclip_file().name
-        entry["daclip_sha256"] = _sha256(config.daclip_file())
+        entry["daclip_sha256"] = sha256_file(config.daclip_file())
     if stage == "irsde":
         entry["sde"] = dict(OFFICIAL_SDE)
         entry["objective"] = "L1(reverse-SDE step mean from the predicted noise, optimal reverse step), t ~ U{1..T}"
@@ -1000,7 +1001,7 @@ def train(config: TrainConfig) -> dict:
     return entry
 
 
-def _reloaded_daclip(path: Path, device) -> DaCLIP:
+def reloaded_daclip(path: Path, device) -> DaCLIP:
     """The saved DA-CLIP as inference sees it (loaded back from the file)."""
     return load_daclip_quietly(path, device=device).float().eval()
 

@@ -15,7 +15,6 @@ from typing import Optional
 import torch
 
 from . import checkpoints, training
-from .direct import load_daclip_quietly
 from .errors import DaclipError
 
 #: Provenance fields both sources must agree on, copied into the result's entry (their
@@ -62,7 +61,7 @@ def interpolate(
     if daclip is not None:
         if not Path(daclip).is_file():
             raise DaclipError(f"{daclip} not found")
-        recorded, given = shared.get("daclip_sha256"), training.weights_record(Path(daclip))["sha256"]
+        recorded, given = shared.get("daclip_sha256"), training.sha256_file(Path(daclip))
         if recorded is not None and recorded != given:
             raise DaclipError(f"{daclip} is not the DA-CLIP that {first.name} and {second.name} were trained against")
     mixed = {k: torch.lerp(v, state_b[k], alpha) if v.is_floating_point() else v for k, v in state_a.items()}
@@ -81,14 +80,14 @@ def interpolate(
         "file": path.name,
         "file_bytes": path.stat().st_size,
         "file_dtype": "float16",
-        "file_sha256": training.weights_record(path)["sha256"],
+        "file_sha256": training.sha256_file(path),
         "device": "cpu",
         "eval": None,
     }
     if daclip is not None and eval_per_class > 0:
         start = time.monotonic()
         unet = checkpoints.load_unet(path).float()
-        model = load_daclip_quietly(daclip).float().eval()
+        model = training.reloaded_daclip(Path(daclip), "cpu")
         pairs = training.eval_pairs(eval_per_class, eval_size, 1)
         clip_view = shared.get("clip_view") or "resize"
         entry["eval"] = training.evaluate_restorer(stage, model, unet, pairs, torch.device("cpu"), clip_view=clip_view)

@@ -39,7 +39,7 @@ def export(state_path: Path, out: Path, dtype: str = "float16") -> dict:
         "file": out.name,
         "file_bytes": out.stat().st_size,
         "file_dtype": dtype,
-        "file_sha256": training._sha256(out),
+        "file_sha256": training.sha256_file(out),
         "recent_loss": float(sum(state["loss_tail"][-4:]) / len(state["loss_tail"][-4:])) if state.get("loss_tail") else None,
     }
 

@@ -292,7 +292,7 @@ def test_provenance_records_the_runs(trained):
     for stage, entry in data["stages"].items():
         assert entry["steps"] == entries[stage]["steps"] and entry["seed"] == 0 and entry["batch"] == 4
         assert entry["file"] == training.FILE_NAMES[stage]
-        assert entry["file_sha256"] == training._sha256(out / entry["file"])
+        assert entry["file_sha256"] == training.sha256_file(out / entry["file"])
         assert entry["file_bytes"] == (out / entry["file"]).stat().st_size
         assert list(entry["clean_images"]["images"]) == list(degradations.TRAIN_IMAGES)
         assert not set(entry["clean_images"]["images"]) & set(degradations.EVAL_IMAGES)
@@ -303,7 +303,7 @@ def test_provenance_records_the_runs(trained):
     assert 0 <= data["stages"]["daclip"]["eval"]["accuracy"] <= 1
     assert data["stages"]["irsde"]["sde"] == OFFICIAL_SDE
     assert data["stages"]["direct"]["eval"]["psnr_out"] > 0
-    assert data["stages"]["direct"]["daclip_sha256"] == training._sha256(out / "daclip_tiny.pt")
+    assert data["stages"]["direct"]["daclip_sha256"] == training.sha256_file(out / "daclip_tiny.pt")
     lines = [json.loads(line) for line in (out / training.LOG_NAME).read_text().splitlines()]
     steps = [line["step"] for line in lines if line["stage"] == "irsde" and "loss" in line]
     assert steps == [1, 2, 3]
@@ -370,7 +370,7 @@ def test_init_fine_tunes_a_larger_input_daclip_from_a_saved_one(trained, tmp_pat
     bigger = {**CLIP_CFG, "vision_cfg": {**CLIP_CFG["vision_cfg"], "image_size": 64, "patch_size": 32}}
     model = training.build_daclip(bigger)
     info = training.initialise_from(model, out / "daclip_tiny.pt")
-    assert info["sha256"] == training._sha256(out / "daclip_tiny.pt") and info["provenance"]["steps"] == 4
+    assert info["sha256"] == training.sha256_file(out / "daclip_tiny.pt") and info["provenance"]["steps"] == 4
     old = checkpoints.load_daclip(out / "daclip_tiny.pt").float().eval()
     x = torch.randn(2, 3, 32, 32)
     with torch.no_grad():
