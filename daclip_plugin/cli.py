@@ -312,6 +312,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--loss", choices=("l1", "log-l1"),
         help="direct stage only: l1 (default) or log-l1 (mean of log per-patch L1: weighs subtle degradations like strong ones)",
     )
+    train.add_argument(
+        "--degradation-weights", metavar="NAME=W,...",
+        help="sample these degradations W times as often (others 1; 0 leaves one out), e.g. raindrop=4",
+    )
     train.add_argument("--checkpoint-every", type=int, metavar="N", help="save the training state every N steps")
     train.add_argument("--eval-per-class", type=int, metavar="N", help="held-out evaluation crops per degradation")
     train.add_argument("--eval-size", type=int, metavar="PX", help="held-out evaluation crop size (irsde, direct)")

@@ -145,6 +145,7 @@ class TrainConfig:
     amp: bool = True
     clip_view: str = "resize"
     loss: str = "l1"
+    degradation_weights: Optional[dict] = None
     clip_cfg: dict = field(default_factory=lambda: copy.deepcopy(TINY_CLIP_CFG))
     unet_cfg: dict = field(default_factory=lambda: copy.deepcopy(TINY_UNET_CFG))
     command: Optional[list] = None
@@ -177,6 +178,7 @@ class TrainConfig:
             raise DaclipError(f"unknown direct-restorer loss {self.loss!r}; choose one of {', '.join(DIRECT_LOSSES)}")
         if self.loss != "l1" and self.stage != "direct":
             raise DaclipError(f"--loss {self.loss} is for the direct stage; the {self.stage} stage has its own objective")
+        self.degradation_weights = sampling_weights(self.degradation_weights)
         if self.save_dtype not in ("float16", "float32"):
             raise DaclipError("save_dtype must be float16 or float32")
 
@@ -214,6 +216,34 @@ class TrainConfig:
 
 
 # ---------------------------------------------------------------------------------- data
+
+
+def sampling_weights(weights: Optional[Mapping[str, float]]) -> Optional[dict[str, float]]:
+    """All ten degradations' sampling weights from ``{name: weight}`` (unnamed ones weigh 1;
+    0 leaves a degradation out), or None for uniform sampling."""
+    if weights is None:
+        return None
+    unknown = sorted(set(weights) - set(DEGRADATIONS))
+    if unknown:
+        raise DaclipError(f"unknown degradation(s) {', '.join(unknown)}; choose from {', '.join(DEGRADATIONS)}")
+    full = {name: float(weights.get(name, 1.0)) for name in DEGRADATIONS}
+    if not all(math.isfinite(w) and w >= 0 for w in full.values()) or sum(full.values()) <= 0:
+        raise DaclipError(f"degradation weights must be finite, >= 0 and not all 0, got {dict(weights)}")
+    return full
+
+
+def parse_weights(text: str) -> dict[str, float]:
+    """``"raindrop=4,jpeg-compressed=2"`` -> ``{"raindrop": 4.0, "jpeg-compressed": 2.0}``."""
+    weights = {}
+    for part in filter(None, (piece.strip() for piece in text.split(","))):
+        name, sep, value = part.partition("=")
+        try:
+            weights[name.strip()] = float(value)
+        except ValueError:
+            raise DaclipError(f"expected NAME=WEIGHT, got {part!r}") from None
+        if not sep:
+            raise DaclipError(f"expected NAME=WEIGHT, got {part!r}")
+    return weights
 
 
 def _to_uint8(rgb: np.ndarray) -> np.ndarray:
@@ -298,18 +328,21 @@ class DegradationSamples(torch.utils.data.Dataset):
         patch: Optional[int] = None,
         T: int = OFFICIAL_SDE["T"],
         clip_view: str = "resize",
+        weights: Optional[Mapping[str, float]] = None,
     ):
         self.images = [np.asarray(image, dtype=np.float32) for image in images]
         self.stage, self.seed, self.clip_size = stage, int(seed), int(clip_size)
         self.crop_min, self.crop_max, self.scale_min = int(crop_min), int(crop_max), float(scale_min)
         self.patch, self.T, self.clip_view = patch, int(T), clip_view
+        full = sampling_weights(weights)
+        self.p = None if full is None else np.array([full[name] for name in DEGRADATIONS]) / sum(full.values())
 
     def __len__(self) -> int:
         return 2**62
 
     def __getitem__(self, index: int) -> dict[str, Tensor]:
         rng = np.random.default_rng([self.seed, _STAGE_CODES[self.stage], int(index)])
-        label = int(rng.integers(len(DEGRADATIONS)))
+        label = int(rng.integers(len(DEGRADATIONS)) if self.p is None else rng.choice(len(DEGRADATIONS), p=self.p))
         clean = jitter_colours(random_crop(self.images, rng, self.crop_min, self.crop_max, self.scale_min), rng)
         lq = degradations.degrade(clean, DEGRADATIONS[label], rng)
         item = {"label": torch.tensor(label)}
@@ -837,7 +870,7 @@ def train(config: TrainConfig) -> dict:
     images, image_info = train_images(seed)
     dataset = DegradationSamples(
         images, stage=stage, seed=seed, clip_size=clip_size, crop_min=config.crop_min, crop_max=config.crop_max,
-        scale_min=config.scale_min, patch=config.patch, clip_view=config.clip_view,
+        scale_min=config.scale_min, patch=config.patch, clip_view=config.clip_view, weights=config.degradation_weights,
     )
     text_tokens = tokenize(DEGRADATIONS).to(device) if stage == "daclip" else None
     table = SDETable(IRSDESchedule.from_config(OFFICIAL_SDE), device) if stage == "irsde" else None
@@ -981,6 +1014,7 @@ def train(config: TrainConfig) -> dict:
         "file_sha256": sha256_file(path),
         "clean_images": image_info,
         "degradations": list(DEGRADATIONS),
+        **({"degradation_weights": config.degradation_weights} if config.degradation_weights else {}),
         "eval": evaluation,
         "config": config.to_json(),
         **_environment(device),
@@ -1011,6 +1045,8 @@ def main_from_args(args) -> int:
     names = ("steps", "max_minutes", "batch", "patch", "lr", "workers", "device", "seed", "resume",
              "checkpoint_every", "eval_per_class", "eval_size", "preset", "crop_min", "crop_max", "clip_view", "loss")
     options = {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
+    if getattr(args, "degradation_weights", None):
+        options["degradation_weights"] = parse_weights(args.degradation_weights)
     daclip, init = getattr(args, "daclip", None), getattr(args, "init", None)
     config = TrainConfig(
         args.stage, Path(args.out), daclip=None if daclip is None else Path(daclip), init=None if init is None else Path(init),

@@ -74,6 +74,31 @@ def test_samples_are_a_function_of_seed_stage_and_index():
     assert 0 <= float(a["gt"].min()) and float(a["gt"].max()) <= 1
 
 
+def test_degradation_weights_set_how_often_each_type_is_sampled():
+    only_rain = {name: 0 for name in DEGRADATIONS if name != "rainy"}
+    assert {int(_dataset("daclip", weights=only_rain)[k]["label"]) for k in range(20)} == {DEGRADATIONS.index("rainy")}
+    labels = [int(_dataset("daclip", weights={"raindrop": 9})[k]["label"]) for k in range(200)]
+    assert 0.35 < labels.count(DEGRADATIONS.index("raindrop")) / 200 < 0.65  # expected 9 / 18
+    without = [int(_dataset("daclip", weights={"noisy": 0})[k]["label"]) for k in range(100)]
+    assert DEGRADATIONS.index("noisy") not in without and len(set(without)) == 9
+    uniform, unweighted = _dataset("irsde", weights=None)[5], _dataset("irsde")[5]
+    assert all(torch.equal(uniform[k], unweighted[k]) for k in uniform)
+
+
+def test_degradation_weights_are_checked(tmp_path):
+    assert training.parse_weights("raindrop=4, jpeg-compressed=0.5,") == {"raindrop": 4.0, "jpeg-compressed": 0.5}
+    for text in ("raindrop", "raindrop=x", "raindrop:4"):
+        with pytest.raises(training.DaclipError, match="expected NAME=WEIGHT"):
+            training.parse_weights(text)
+    with pytest.raises(training.DaclipError, match="unknown degradation.*rain-drop"):
+        _config("direct", tmp_path, degradation_weights={"rain-drop": 2})
+    for bad in ({"noisy": -1}, {"noisy": float("nan")}, {name: 0 for name in DEGRADATIONS}):
+        with pytest.raises(training.DaclipError, match="finite, >= 0 and not all 0"):
+            _config("direct", tmp_path, degradation_weights=bad)
+    full = _config("direct", tmp_path, degradation_weights={"raindrop": 3}).degradation_weights
+    assert full == {name: 3.0 if name == "raindrop" else 1.0 for name in DEGRADATIONS}
+
+
 def test_daclip_samples_hold_clean_and_degraded_clip_inputs():
     item = _dataset("daclip")[0]
     assert item.keys() == {"label", "lq_clip", "gt_clip"}
@@ -426,6 +451,18 @@ def test_cli_train_runs_a_stage(tmp_path, capsys):
     assert entry["model_cfg"] == training.TINY_CLIP_CFG and entry["file_bytes"] < 12e6
     size = training.TINY_CLIP_CFG["vision_cfg"]["image_size"]
     assert entry["crop"] == [size, size + 64]
+    assert "degradation_weights" not in entry
+
+
+def test_cli_train_records_degradation_weights(tmp_path, capsys):
+    args = ["train", "daclip", "--out", str(tmp_path), "--steps", "1", "--batch", "2", "--eval-per-class", "0"]
+    assert cli.main([*args, "--degradation-weights", "raindrop=4,noisy=0"]) == 0
+    entry = json.loads((tmp_path / "provenance.json").read_text())["stages"]["daclip"]
+    assert entry["degradation_weights"]["raindrop"] == 4 and entry["degradation_weights"]["noisy"] == 0
+    assert entry["degradation_weights"]["hazy"] == 1
+    capsys.readouterr()
+    assert cli.main([*args, "--degradation-weights", "fog=2"]) == 1
+    assert "unknown degradation(s) fog" in capsys.readouterr().err
 
 
 # ------------------------------------------------------------------- weight interpolation
