@@ -146,6 +146,7 @@ class TrainConfig:
     clip_view: str = "resize"
     loss: str = "l1"
     degradation_weights: Optional[dict] = None
+    context_swap: float = 0.0
     clip_cfg: dict = field(default_factory=lambda: copy.deepcopy(TINY_CLIP_CFG))
     unet_cfg: dict = field(default_factory=lambda: copy.deepcopy(TINY_UNET_CFG))
     command: Optional[list] = None
@@ -179,6 +180,10 @@ class TrainConfig:
         if self.loss != "l1" and self.stage != "direct":
             raise DaclipError(f"--loss {self.loss} is for the direct stage; the {self.stage} stage has its own objective")
         self.degradation_weights = sampling_weights(self.degradation_weights)
+        if not 0.0 <= self.context_swap <= 1.0:
+            raise DaclipError(f"--context-swap is a probability in [0, 1], got {self.context_swap}")
+        if self.context_swap and self.stage == "daclip":
+            raise DaclipError("--context-swap is for the UNet stages (irsde, direct)")
         if self.save_dtype not in ("float16", "float32"):
             raise DaclipError("save_dtype must be float16 or float32")
 
@@ -520,6 +525,21 @@ def direct_loss(unet: ConditionalUNet, batch: Mapping[str, Tensor], contexts, au
     return terms
 
 
+def swap_contexts(contexts: tuple[Tensor, Tensor], p: float, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+    """``(content, degra)`` with each item's degradation context replaced, with probability
+    ``p``, by that of another item of the batch: the UNet then learns to check the image
+    for the degradation it is told about, instead of trusting a misread one."""
+    content, degra = contexts
+    size = degra.shape[0]
+    if not p or size < 2:
+        return content, degra
+    chosen = torch.rand(size, generator=generator) < p
+    donors = torch.randint(size - 1, (size,), generator=generator)
+    donors = donors + (donors >= torch.arange(size)).long()  # never the item itself
+    chosen, donors = chosen.to(degra.device), donors.to(degra.device)
+    return content, torch.where(chosen[:, None], degra[donors], degra)
+
+
 # ------------------------------------------------------------------------------ utilities
 
 
@@ -706,6 +726,16 @@ def evaluate_restorer(
 
 
 # -------------------------------------------------------------------------------- training
+
+
+def evaluate_saved_unet(
+    stage: str, path: Path, daclip: DaCLIP, per_class: int, size: int, seed: int, device, clip_view: str
+) -> dict:
+    """:func:`evaluate_restorer` of the UNet saved at ``path`` (loaded back as inference
+    does) on ``per_class`` held-out crops per degradation from seed ``seed + 1``."""
+    pairs = eval_pairs(per_class, size, seed + 1)
+    unet = checkpoints.load_unet(path, device=device).float()
+    return evaluate_restorer(stage, daclip, unet, pairs, device, seed=seed, clip_view=clip_view)
 
 
 def _resample_patch_kernel(weight: Tensor, size: int) -> Tensor:
@@ -925,6 +955,9 @@ def train(config: TrainConfig) -> dict:
                     terms = daclip_losses(model, batch, text_tokens)
                 else:
                     contexts = _contexts(daclip_model, batch["lq_clip"], batch.get("lq_clip_n"))
+                    if config.context_swap:
+                        generator = torch.Generator().manual_seed(seed * 1_000_003 + step)  # resume-safe
+                        contexts = swap_contexts(contexts, config.context_swap, generator)
                     terms = (irsde_loss(model, table, batch, contexts, autocast) if stage == "irsde"
                              else direct_loss(model, batch, contexts, autocast, config.loss))
                 optimizer.zero_grad(set_to_none=True)
@@ -976,9 +1009,7 @@ def train(config: TrainConfig) -> dict:
             log.say(f"held-out accuracy {evaluation['accuracy']:.3f} on {evaluation['n']} crops: "
                     + ", ".join(f"{k} {v:.2f}" for k, v in evaluation["per_class"].items()))
         else:
-            pairs = eval_pairs(config.eval_per_class, config.eval_size, seed + 1)
-            unet = checkpoints.load_unet(path, device=device).float()
-            evaluation = evaluate_restorer(stage, daclip_model, unet, pairs, device, seed=seed, clip_view=config.clip_view)
+            evaluation = evaluate_saved_unet(stage, path, daclip_model, config.eval_per_class, config.eval_size, seed, device, config.clip_view)
             log.say(f"held-out PSNR {evaluation['psnr_in']:.2f} dB -> {evaluation['psnr_out']:.2f} dB on {evaluation['n']} crops: "
                     + ", ".join(f"{k} {v['psnr_in']:.1f}->{v['psnr_out']:.1f}" for k, v in evaluation["per_class"].items()))
         evaluation["seconds"] = round(time.monotonic() - eval_start, 2)
@@ -1015,6 +1046,7 @@ def train(config: TrainConfig) -> dict:
         "clean_images": image_info,
         "degradations": list(DEGRADATIONS),
         **({"degradation_weights": config.degradation_weights} if config.degradation_weights else {}),
+        **({"context_swap": config.context_swap} if config.context_swap else {}),
         "eval": evaluation,
         "config": config.to_json(),
         **_environment(device),
@@ -1043,7 +1075,7 @@ def reloaded_daclip(path: Path, device) -> DaCLIP:
 def main_from_args(args) -> int:
     """Run ``daclip train`` from its parsed arguments (see ``daclip train --help``)."""
     names = ("steps", "max_minutes", "batch", "patch", "lr", "workers", "device", "seed", "resume",
-             "checkpoint_every", "eval_per_class", "eval_size", "preset", "crop_min", "crop_max", "clip_view", "loss")
+             "checkpoint_every", "eval_per_class", "eval_size", "preset", "crop_min", "crop_max", "clip_view", "loss", "context_swap")
     options = {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
     if getattr(args, "degradation_weights", None):
         options["degradation_weights"] = parse_weights(args.degradation_weights)

@@ -86,11 +86,9 @@ def interpolate(
     }
     if daclip is not None and eval_per_class > 0:
         start = time.monotonic()
-        unet = checkpoints.load_unet(path).float()
         model = training.reloaded_daclip(Path(daclip), "cpu")
-        pairs = training.eval_pairs(eval_per_class, eval_size, 1)
         clip_view = shared.get("clip_view") or "resize"
-        entry["eval"] = training.evaluate_restorer(stage, model, unet, pairs, torch.device("cpu"), clip_view=clip_view)
+        entry["eval"] = training.evaluate_saved_unet(stage, path, model, eval_per_class, eval_size, 0, torch.device("cpu"), clip_view)
         entry["eval"]["seconds"] = round(time.monotonic() - start, 2)
     training.write_provenance(out, stage, entry)
     return entry
