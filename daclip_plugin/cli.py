@@ -317,10 +317,6 @@ def build_parser() -> argparse.ArgumentParser:
         help="sample these degradations W times as often (others 1; 0 leaves one out), e.g. raindrop=4",
     )
     train.add_argument(
-        "--context-swap", type=float, metavar="P",
-        help="UNet stages: give each sample another sample's degradation context with probability P (default 0)",
-    )
-    train.add_argument(
         "--gamma-range", metavar="LOW,HIGH",
         help="random gamma of the clean training crops (default 0.7,1.4; a HIGH above 1.4 shows more dark scenes)",
     )

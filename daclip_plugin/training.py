@@ -149,7 +149,6 @@ class TrainConfig:
     clip_view: str = "resize"
     loss: str = "l1"
     degradation_weights: Optional[dict] = None
-    context_swap: float = 0.0
     gamma_range: Sequence[float] = GAMMA_RANGE
     clip_cfg: dict = field(default_factory=lambda: copy.deepcopy(TINY_CLIP_CFG))
     unet_cfg: dict = field(default_factory=lambda: copy.deepcopy(TINY_UNET_CFG))
@@ -187,10 +186,6 @@ class TrainConfig:
         self.gamma_range = tuple(float(g) for g in self.gamma_range)
         if len(self.gamma_range) != 2 or not 0.0 < self.gamma_range[0] <= self.gamma_range[1] < 10.0:
             raise DaclipError(f"--gamma-range needs 0 < LOW <= HIGH < 10, got {self.gamma_range}")
-        if not 0.0 <= self.context_swap <= 1.0:
-            raise DaclipError(f"--context-swap is a probability in [0, 1], got {self.context_swap}")
-        if self.context_swap and self.stage == "daclip":
-            raise DaclipError("--context-swap is for the UNet stages (irsde, direct)")
         if self.save_dtype not in ("float16", "float32"):
             raise DaclipError("save_dtype must be float16 or float32")
 
@@ -543,21 +538,6 @@ def direct_loss(unet: ConditionalUNet, batch: Mapping[str, Tensor], contexts, au
     terms = {"l1": per_patch.mean(), "l1_in": F.l1_loss(batch["lq"], batch["gt"])}
     terms["loss"] = terms["l1"] if kind == "l1" else torch.log(per_patch + 0.01).mean()
     return terms
-
-
-def swap_contexts(contexts: tuple[Tensor, Tensor], p: float, generator: torch.Generator) -> tuple[Tensor, Tensor]:
-    """``(content, degra)`` with each item's degradation context replaced, with probability
-    ``p``, by that of another item of the batch: the UNet then learns to check the image
-    for the degradation it is told about, instead of trusting a misread one."""
-    content, degra = contexts
-    size = degra.shape[0]
-    if not p or size < 2:
-        return content, degra
-    chosen = torch.rand(size, generator=generator) < p
-    donors = torch.randint(size - 1, (size,), generator=generator)
-    donors = donors + (donors >= torch.arange(size)).long()  # never the item itself
-    chosen, donors = chosen.to(degra.device), donors.to(degra.device)
-    return content, torch.where(chosen[:, None], degra[donors], degra)
 
 
 # ------------------------------------------------------------------------------ utilities
@@ -976,9 +956,6 @@ def train(config: TrainConfig) -> dict:
                     terms = daclip_losses(model, batch, text_tokens)
                 else:
                     contexts = _contexts(daclip_model, batch["lq_clip"], batch.get("lq_clip_n"))
-                    if config.context_swap:
-                        generator = torch.Generator().manual_seed(seed * 1_000_003 + step)  # resume-safe
-                        contexts = swap_contexts(contexts, config.context_swap, generator)
                     terms = (irsde_loss(model, table, batch, contexts, autocast) if stage == "irsde"
                              else direct_loss(model, batch, contexts, autocast, config.loss))
                 optimizer.zero_grad(set_to_none=True)
@@ -1067,7 +1044,6 @@ def train(config: TrainConfig) -> dict:
         "clean_images": image_info,
         "degradations": list(DEGRADATIONS),
         **({"degradation_weights": config.degradation_weights} if config.degradation_weights else {}),
-        **({"context_swap": config.context_swap} if config.context_swap else {}),
         "gamma_range": list(config.gamma_range),
         "eval": evaluation,
         "config": config.to_json(),
@@ -1097,7 +1073,7 @@ def reloaded_daclip(path: Path, device) -> DaCLIP:
 def main_from_args(args) -> int:
     """Run ``daclip train`` from its parsed arguments (see ``daclip train --help``)."""
     names = ("steps", "max_minutes", "batch", "patch", "lr", "workers", "device", "seed", "resume",
-             "checkpoint_every", "eval_per_class", "eval_size", "preset", "crop_min", "crop_max", "clip_view", "loss", "context_swap")
+             "checkpoint_every", "eval_per_class", "eval_size", "preset", "crop_min", "crop_max", "clip_view", "loss")
     options = {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
     if getattr(args, "gamma_range", None):
         options["gamma_range"] = parse_floats(args.gamma_range, 2, "--gamma-range")

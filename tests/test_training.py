@@ -439,34 +439,6 @@ def test_init_starts_a_unet_stage_from_saved_weights(trained, tmp_path):
         training.train(_config("direct", tmp_path / "bad3", daclip=out / "daclip_tiny.pt", init=tmp_path / "missing.pth", steps=0))
 
 
-def test_context_swap_gives_items_another_items_degradation_context():
-    content, degra = torch.randn(6, 4), torch.randn(6, 4)
-    same = training.swap_contexts((content, degra), 0.0, torch.Generator().manual_seed(0))
-    assert same[0] is content and torch.equal(same[1], degra)
-    swapped = training.swap_contexts((content, degra), 1.0, torch.Generator().manual_seed(0))
-    assert swapped[0] is content
-    for row in range(6):  # each row now holds one of the other rows
-        matches = [other for other in range(6) if torch.equal(swapped[1][row], degra[other])]
-        assert matches and row not in matches
-    again = training.swap_contexts((content, degra), 1.0, torch.Generator().manual_seed(0))
-    assert torch.equal(again[1], swapped[1])
-    half = training.swap_contexts((content, degra), 0.5, torch.Generator().manual_seed(1))[1]
-    assert 0 < sum(not torch.equal(half[r], degra[r]) for r in range(6)) < 6
-
-
-def test_context_swap_trains_reproducibly_and_is_recorded(trained, tmp_path):
-    out, _ = trained
-    common = {"daclip": out / "daclip_tiny.pt", "init": out / "direct_tiny.pth", "steps": 2, "seed": 5}
-    runs = {name: training.train(_config("direct", tmp_path / name, context_swap=p, **common))
-            for name, p in (("a", 1.0), ("b", 1.0), ("plain", 0.0))}
-    assert runs["a"]["context_swap"] == 1.0 and "context_swap" not in runs["plain"]
-    assert runs["a"]["file_sha256"] == runs["b"]["file_sha256"] != runs["plain"]["file_sha256"]
-    with pytest.raises(training.DaclipError, match="a probability in"):
-        _config("direct", tmp_path, context_swap=1.5)
-    with pytest.raises(training.DaclipError, match="for the UNet stages"):
-        _config("daclip", tmp_path, context_swap=0.5)
-
-
 def test_unet_stage_needs_a_daclip(tmp_path):
     with pytest.raises(training.DaclipError, match="needs a trained DA-CLIP"):
         training.train(_config("direct", tmp_path, steps=1))
