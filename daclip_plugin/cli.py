@@ -316,10 +316,6 @@ def build_parser() -> argparse.ArgumentParser:
         "--degradation-weights", metavar="NAME=W,...",
         help="sample these degradations W times as often (others 1; 0 leaves one out), e.g. raindrop=4",
     )
-    train.add_argument(
-        "--gamma-range", metavar="LOW,HIGH",
-        help="random gamma of the clean training crops (default 0.7,1.4; a HIGH above 1.4 shows more dark scenes)",
-    )
     train.add_argument("--checkpoint-every", type=int, metavar="N", help="save the training state every N steps")
     train.add_argument("--eval-per-class", type=int, metavar="N", help="held-out evaluation crops per degradation")
     train.add_argument("--eval-size", type=int, metavar="PX", help="held-out evaluation crop size (irsde, direct)")

@@ -97,9 +97,6 @@ LOG_NAME = "train_log.jsonl"
 PROVENANCE_NAME = "provenance.json"
 _STAGE_CODES = {"daclip": 1, "irsde": 2, "direct": 3, "eval": 99}
 
-#: Default range of the clean crops' random gamma (see :func:`jitter_colours`).
-GAMMA_RANGE = (0.7, 1.4)
-
 #: Defaults per preset and stage. ``cpu``: minutes on two cores; ``gpu``: one H100.
 PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     "cpu": {
@@ -149,7 +146,6 @@ class TrainConfig:
     clip_view: str = "resize"
     loss: str = "l1"
     degradation_weights: Optional[dict] = None
-    gamma_range: Sequence[float] = GAMMA_RANGE
     clip_cfg: dict = field(default_factory=lambda: copy.deepcopy(TINY_CLIP_CFG))
     unet_cfg: dict = field(default_factory=lambda: copy.deepcopy(TINY_UNET_CFG))
     command: Optional[list] = None
@@ -183,9 +179,6 @@ class TrainConfig:
         if self.loss != "l1" and self.stage != "direct":
             raise DaclipError(f"--loss {self.loss} is for the direct stage; the {self.stage} stage has its own objective")
         self.degradation_weights = sampling_weights(self.degradation_weights)
-        self.gamma_range = tuple(float(g) for g in self.gamma_range)
-        if len(self.gamma_range) != 2 or not 0.0 < self.gamma_range[0] <= self.gamma_range[1] < 10.0:
-            raise DaclipError(f"--gamma-range needs 0 < LOW <= HIGH < 10, got {self.gamma_range}")
         if self.save_dtype not in ("float16", "float32"):
             raise DaclipError("save_dtype must be float16 or float32")
 
@@ -253,17 +246,6 @@ def parse_weights(text: str) -> dict[str, float]:
     return weights
 
 
-def parse_floats(text: str, count: int, option: str) -> tuple[float, ...]:
-    """``"0.7,2"`` -> ``(0.7, 2.0)``, exactly ``count`` numbers."""
-    try:
-        values = tuple(float(v) for v in text.split(","))
-    except ValueError:
-        values = ()
-    if len(values) != count:
-        raise DaclipError(f"{option} takes {count} comma-separated numbers, got {text!r}")
-    return values
-
-
 def _to_uint8(rgb: np.ndarray) -> np.ndarray:
     return np.rint(np.clip(rgb, 0.0, 1.0) * 255).astype(np.uint8)
 
@@ -300,14 +282,14 @@ def random_crop(images: Sequence[np.ndarray], rng: np.random.Generator, crop_min
     return np.ascontiguousarray(crop, dtype=np.float32)
 
 
-def jitter_colours(image: np.ndarray, rng: np.random.Generator, gamma_range: Sequence[float] = GAMMA_RANGE) -> np.ndarray:
+def jitter_colours(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """A clean crop with random colours, so that the few training photographs show the
     degradations on many more kinds of content: grey with probability 0.2, otherwise the
-    channels shuffled; then a random gamma (uniform in ``gamma_range``; above 1 darkens),
-    contrast (0.7..1.2) and channel gains (0.8..1.2), clipped to [0, 1]."""
+    channels shuffled; then a random gamma (0.7..1.4), contrast (0.7..1.2) and channel gains
+    (0.8..1.2), clipped to [0, 1]."""
     grey = rng.random() < 0.2
     order = rng.permutation(3)
-    gamma, contrast = rng.uniform(*gamma_range), rng.uniform(0.7, 1.2)
+    gamma, contrast = rng.uniform(0.7, 1.4), rng.uniform(0.7, 1.2)
     gains = rng.uniform(0.8, 1.2, 3).astype(np.float32)
     image = image.mean(axis=2, keepdims=True).repeat(3, axis=2) if grey else image[..., order]
     image = np.clip(image, 0.0, 1.0) ** np.float32(gamma)
@@ -347,13 +329,11 @@ class DegradationSamples(torch.utils.data.Dataset):
         T: int = OFFICIAL_SDE["T"],
         clip_view: str = "resize",
         weights: Optional[Mapping[str, float]] = None,
-        gamma_range: Sequence[float] = GAMMA_RANGE,
     ):
         self.images = [np.asarray(image, dtype=np.float32) for image in images]
         self.stage, self.seed, self.clip_size = stage, int(seed), int(clip_size)
         self.crop_min, self.crop_max, self.scale_min = int(crop_min), int(crop_max), float(scale_min)
         self.patch, self.T, self.clip_view = patch, int(T), clip_view
-        self.gamma_range = tuple(gamma_range)
         full = sampling_weights(weights)
         self.p = None if full is None else np.array([full[name] for name in DEGRADATIONS]) / sum(full.values())
 
@@ -363,7 +343,7 @@ class DegradationSamples(torch.utils.data.Dataset):
     def __getitem__(self, index: int) -> dict[str, Tensor]:
         rng = np.random.default_rng([self.seed, _STAGE_CODES[self.stage], int(index)])
         label = int(rng.integers(len(DEGRADATIONS)) if self.p is None else rng.choice(len(DEGRADATIONS), p=self.p))
-        clean = jitter_colours(random_crop(self.images, rng, self.crop_min, self.crop_max, self.scale_min), rng, self.gamma_range)
+        clean = jitter_colours(random_crop(self.images, rng, self.crop_min, self.crop_max, self.scale_min), rng)
         lq = degradations.degrade(clean, DEGRADATIONS[label], rng)
         item = {"label": torch.tensor(label)}
         if self.stage == "daclip":
@@ -725,9 +705,6 @@ def evaluate_restorer(
     }
 
 
-# -------------------------------------------------------------------------------- training
-
-
 def evaluate_saved_unet(
     stage: str, path: Path, daclip: DaCLIP, per_class: int, size: int, seed: int, device, clip_view: str
 ) -> dict:
@@ -736,6 +713,9 @@ def evaluate_saved_unet(
     pairs = eval_pairs(per_class, size, seed + 1)
     unet = checkpoints.load_unet(path, device=device).float()
     return evaluate_restorer(stage, daclip, unet, pairs, device, seed=seed, clip_view=clip_view)
+
+
+# -------------------------------------------------------------------------------- training
 
 
 def _resample_patch_kernel(weight: Tensor, size: int) -> Tensor:
@@ -901,7 +881,6 @@ def train(config: TrainConfig) -> dict:
     dataset = DegradationSamples(
         images, stage=stage, seed=seed, clip_size=clip_size, crop_min=config.crop_min, crop_max=config.crop_max,
         scale_min=config.scale_min, patch=config.patch, clip_view=config.clip_view, weights=config.degradation_weights,
-        gamma_range=config.gamma_range,
     )
     text_tokens = tokenize(DEGRADATIONS).to(device) if stage == "daclip" else None
     table = SDETable(IRSDESchedule.from_config(OFFICIAL_SDE), device) if stage == "irsde" else None
@@ -1044,7 +1023,6 @@ def train(config: TrainConfig) -> dict:
         "clean_images": image_info,
         "degradations": list(DEGRADATIONS),
         **({"degradation_weights": config.degradation_weights} if config.degradation_weights else {}),
-        "gamma_range": list(config.gamma_range),
         "eval": evaluation,
         "config": config.to_json(),
         **_environment(device),
@@ -1075,8 +1053,6 @@ def main_from_args(args) -> int:
     names = ("steps", "max_minutes", "batch", "patch", "lr", "workers", "device", "seed", "resume",
              "checkpoint_every", "eval_per_class", "eval_size", "preset", "crop_min", "crop_max", "clip_view", "loss")
     options = {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
-    if getattr(args, "gamma_range", None):
-        options["gamma_range"] = parse_floats(args.gamma_range, 2, "--gamma-range")
     if getattr(args, "degradation_weights", None):
         options["degradation_weights"] = parse_weights(args.degradation_weights)
     daclip, init = getattr(args, "daclip", None), getattr(args, "init", None)

@@ -165,23 +165,6 @@ def test_colour_jitter_is_seeded_in_range_and_sometimes_monochrome():
     assert len({float(o.mean()) for o in outputs}) == len(outputs)
 
 
-def test_gamma_range_sets_how_dark_the_clean_crops_get(tmp_path):
-    image = np.random.default_rng(0).random((16, 16, 3), dtype=np.float32)
-    default = training.jitter_colours(image, np.random.default_rng(2))
-    np.testing.assert_array_equal(default, training.jitter_colours(image, np.random.default_rng(2), training.GAMMA_RANGE))
-    dark, bright = (training.jitter_colours(image, np.random.default_rng(2), (g, g)) for g in (3.0, 0.5))
-    assert dark.mean() < default.mean() < bright.mean()
-    items = [_dataset("direct", gamma_range=(3.0, 3.0))[k]["gt"].mean() for k in range(6)]
-    assert np.mean(items) < np.mean([_dataset("direct")[k]["gt"].mean() for k in range(6)])
-    assert training.parse_floats("0.7,2.5", 2, "--gamma-range") == (0.7, 2.5)
-    for text in ("0.7", "a,b", "1,2,3"):
-        with pytest.raises(training.DaclipError, match="takes 2 comma-separated numbers"):
-            training.parse_floats(text, 2, "--gamma-range")
-    for bad in ((0.0, 1.0), (2.0, 1.0), (1.0, 12.0)):
-        with pytest.raises(training.DaclipError, match="0 < LOW <= HIGH < 10"):
-            _config("direct", tmp_path, gamma_range=bad)
-
-
 def test_train_images_add_seeded_read_only_dead_leaves():
     first, info = training.train_images(0)
     again, _ = training.train_images(0)
@@ -468,7 +451,7 @@ def test_cli_train_runs_a_stage(tmp_path, capsys):
     assert entry["model_cfg"] == training.TINY_CLIP_CFG and entry["file_bytes"] < 12e6
     size = training.TINY_CLIP_CFG["vision_cfg"]["image_size"]
     assert entry["crop"] == [size, size + 64]
-    assert "degradation_weights" not in entry and entry["gamma_range"] == list(training.GAMMA_RANGE)
+    assert "degradation_weights" not in entry
 
 
 def test_cli_train_records_degradation_weights(tmp_path, capsys):
@@ -477,8 +460,6 @@ def test_cli_train_records_degradation_weights(tmp_path, capsys):
     entry = json.loads((tmp_path / "provenance.json").read_text())["stages"]["daclip"]
     assert entry["degradation_weights"]["raindrop"] == 4 and entry["degradation_weights"]["noisy"] == 0
     assert entry["degradation_weights"]["hazy"] == 1
-    assert cli.main([*args, "--gamma-range", "0.8,2"]) == 0
-    assert json.loads((tmp_path / "provenance.json").read_text())["stages"]["daclip"]["gamma_range"] == [0.8, 2.0]
     capsys.readouterr()
     assert cli.main([*args, "--degradation-weights", "fog=2"]) == 1
     assert "unknown degradation(s) fog" in capsys.readouterr().err
