@@ -236,13 +236,11 @@ def parse_weights(text: str) -> dict[str, float]:
     """``"raindrop=4,jpeg-compressed=2"`` -> ``{"raindrop": 4.0, "jpeg-compressed": 2.0}``."""
     weights = {}
     for part in filter(None, (piece.strip() for piece in text.split(","))):
-        name, sep, value = part.partition("=")
-        try:
+        name, _, value = part.partition("=")
+        try:  # no "=" leaves an empty value, which float() refuses too
             weights[name.strip()] = float(value)
         except ValueError:
             raise DaclipError(f"expected NAME=WEIGHT, got {part!r}") from None
-        if not sep:
-            raise DaclipError(f"expected NAME=WEIGHT, got {part!r}")
     return weights
 
 
