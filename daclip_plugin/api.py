@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import inspect
-from typing import Optional
+from typing import Any, Mapping, Optional
 
 import numpy as np
 
-from . import imaging, plugins
+from . import imaging, options, plugins
 from .errors import InvalidImageError, UnknownNameError
 from .interfaces import Classifier, ProgressCallback, Restorer, StopCallback
 
@@ -42,18 +41,25 @@ def list_classifiers() -> list[str]:
     return sorted(plugins.classifiers())
 
 
-def check_options(kind: str, name: str, method, options: dict) -> None:
-    """Raise a clear error if ``method`` does not take keyword ``options``."""
-    parameters = inspect.signature(method).parameters
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
-        return
-    unknown = sorted(set(options) - set(parameters))
-    if unknown:
-        accepted = sorted(n for n, p in parameters.items() if p.kind is inspect.Parameter.KEYWORD_ONLY)
-        raise UnknownNameError(
-            f"{kind} {name!r} does not take option(s) {', '.join(unknown)}; "
-            f"it takes: {', '.join(accepted) or 'none'}"
-        )
+def split_options(
+    given: Mapping[str, Any], restorer: str, classifier: Optional[str]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Share ``given`` between a restorer and the classifier run with it (``None``: none).
+
+    Each gets the options it declares; an option neither takes is an error. A classifier
+    that takes a ``model`` and was not given one uses the restorer's default model, so both
+    describe the same weights.
+    """
+    restorer_options = options.of(get_restorer(restorer))
+    classifier_options = options.of(get_classifier(classifier)) if classifier is not None else None
+    for_restorer, for_classifier = options.route(
+        given, (f"restorer {restorer!r}", restorer_options), (f"classifier {classifier!r}", classifier_options)
+    )
+    default_model = getattr(restorer_options.get("model"), "default", None)
+    takes_model = classifier_options is not None and classifier_options.get("model") is not None
+    if takes_model and "model" not in given and default_model is not None:
+        for_classifier["model"] = default_model
+    return for_restorer, for_classifier
 
 
 def restore(
@@ -62,18 +68,20 @@ def restore(
     *,
     progress: Optional[ProgressCallback] = None,
     should_stop: Optional[StopCallback] = None,
-    **options,
+    **given,
 ) -> np.ndarray:
     """Restore one image and return it in the input's shape and dtype.
 
     ``image`` is ``(H, W)``, ``(H, W, 1)``, ``(H, W, 3)`` or ``(H, W, 4)`` (alpha passes
-    through unchanged). ``options`` go to the restorer (for DA-CLIP: ``model``, ``sampler``,
-    ``seed``, ``device``, ``tile_size``, ``precision``, ...). The input is never modified.
+    through unchanged). The options ``given`` go to the restorer, checked against its
+    declaration (for DA-CLIP: ``model``, ``sampler``, ``steps``, ``seed``, ``device``,
+    ``tile_size``, ``precision``, ...; see ``get_restorer(name).options``). The input is
+    never modified.
     """
     component = get_restorer(restorer)
-    check_options("restorer", restorer, component.restore, options)
+    checked = options.of(component).check(f"restorer {restorer!r}", given)
     rgb, info = imaging.normalize(image)
-    result = component.restore(rgb, progress=progress, should_stop=should_stop, **options)
+    result = component.restore(rgb, progress=progress, should_stop=should_stop, **checked)
     result = np.asarray(result)
     if result.shape != rgb.shape or not np.isfinite(result).all():
         raise InvalidImageError(
@@ -83,10 +91,10 @@ def restore(
     return imaging.denormalize(result, info)
 
 
-def classify(image, classifier: str = DEFAULT_CLASSIFIER, **options) -> dict[str, float]:
+def classify(image, classifier: str = DEFAULT_CLASSIFIER, **given) -> dict[str, float]:
     """Return the probability of each degradation for one image, most likely first."""
     component = get_classifier(classifier)
-    check_options("classifier", classifier, component.classify, options)
+    checked = options.of(component).check(f"classifier {classifier!r}", given)
     rgb, _ = imaging.normalize(image)
-    scores = component.classify(rgb, **options)
+    scores = component.classify(rgb, **checked)
     return dict(sorted(scores.items(), key=lambda item: item[1], reverse=True))

@@ -9,6 +9,7 @@ from typing import Optional, Sequence
 
 from . import __version__, plugins
 from .errors import DaclipError
+from .options import Option
 
 
 def _print_components(title: str, registry: dict[str, plugins.Registered]) -> None:
@@ -107,13 +108,66 @@ def cmd_interpolate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _options(args: argparse.Namespace, names: Sequence[str]) -> dict:
-    """The options the user actually set (None means: leave the component's default)."""
-    return {name: getattr(args, name) for name in names if getattr(args, name) is not None}
+def _declared(*registries: dict[str, plugins.Registered]) -> list[list[Option]]:
+    """Every option the components of these registries declare: all declarations of each name."""
+    from . import options
+
+    found: dict[str, list[Option]] = {}
+    for registry in registries:
+        for name in sorted(registry):
+            option_set = options.of(registry[name].component)
+            if option_set.declared:
+                for option in option_set:
+                    found.setdefault(option.name, []).append(option)
+    return list(found.values())
 
 
-_MODEL_OPTIONS = ("model", "daclip_path", "unet_path", "device", "download")
-_RESTORE_OPTIONS = _MODEL_OPTIONS + ("sampler", "seed", "tile_size", "precision")
+def _comma_list(text: str) -> list[str]:
+    return [part.strip() for part in text.split(",")]
+
+
+def _nullable(convert):
+    def parse(text: str):
+        return None if text.strip().lower() == "none" else convert(text)
+
+    parse.__name__ = convert.__name__  # argparse names the type in its errors
+    return parse
+
+
+def _add_option_flags(parser: argparse.ArgumentParser, declared: list[list[Option]]) -> list[str]:
+    """A ``--flag`` for each declared option (skipping names the command uses itself); returns their names.
+
+    The first declaration of a name gives its help and type; its choices are enforced when
+    every declaration of that name has the same.
+    """
+    names = []
+    for declarations in declared:
+        option = declarations[0]
+        help_text = option.help
+        if option.default is not None:
+            help_text += f" [default: {option.default}]"
+        for other, allowed in option.when.items():
+            help_text += f" [with --{other.replace('_', '-')} {' or '.join(map(str, allowed))}]"
+        kwargs: dict = {"dest": option.name, "default": None, "help": help_text.replace("%", "%%")}
+        if option.type is bool:
+            kwargs["action"] = argparse.BooleanOptionalAction
+        else:
+            convert = {int: int, float: float, list: _comma_list}.get(option.type, str)
+            kwargs["type"] = _nullable(convert) if option.nullable else convert
+            kwargs["metavar"] = "A,B,..." if option.type is list else option.name.upper()
+            if option.choices and all(other.choices == option.choices for other in declarations):
+                kwargs["choices"], kwargs["metavar"] = option.choices, "{" + ",".join(map(str, option.choices)) + "}"
+        try:
+            parser.add_argument("--" + option.name.replace("_", "-"), **kwargs)
+        except argparse.ArgumentError:  # the command has a flag of that name itself
+            continue
+        names.append(option.name)
+    return names
+
+
+def _given(args: argparse.Namespace) -> dict:
+    """The declared options the user set on the command line (the rest keep their defaults)."""
+    return {name: getattr(args, name) for name in args.option_names if getattr(args, name) is not None}
 
 
 def _print_scores(path, scores: dict[str, float]) -> None:
@@ -136,9 +190,7 @@ def cmd_classify(args: argparse.Namespace) -> int:
 
     from . import api, imagefiles
 
-    options = _options(args, _MODEL_OPTIONS)
-    if args.prompts:
-        options["prompts"] = [p.strip() for p in args.prompts.split(",") if p.strip()]
+    options = _given(args)
     results = {}
     for path in args.images:
         scores = api.classify(imagefiles.read_image(path), classifier=args.classifier, **options)
@@ -156,14 +208,14 @@ def cmd_restore(args: argparse.Namespace) -> int:
 
     from . import api, imagefiles
 
-    restorer = args.restorer or _default_restorer(args.model)
-    options = _options(args, _RESTORE_OPTIONS)
-    classify_options = _classify_options(args, restorer)
+    restorer = args.restorer or _default_restorer(getattr(args, "model", None))
+    classifier = None if args.no_classify else args.classifier
+    options, classify_options = api.split_options(_given(args), restorer, classifier)
     for path in args.images:
         source = Path(path)
         image = imagefiles.read_image(source)
-        if not args.no_classify:
-            _print_scores(path, api.classify(image, classifier=args.classifier, **classify_options))
+        if classifier is not None:
+            _print_scores(path, api.classify(image, classifier=classifier, **classify_options))
         with tqdm(desc=f"restoring {source.name}", unit="step", leave=False, disable=args.quiet) as bar:
             def progress(done: int, total: int) -> None:
                 bar.total = total
@@ -178,20 +230,6 @@ def cmd_restore(args: argparse.Namespace) -> int:
             )
             print(f"  -> {compare} (input | restored)")
     return 0
-
-
-def _classify_options(args: argparse.Namespace, restorer: str) -> dict:
-    """The model options for the printed probabilities: without ``--model``, the restorer's default model."""
-    import inspect
-
-    from . import api
-
-    options = _options(args, _MODEL_OPTIONS)
-    if "model" not in options:
-        parameter = inspect.signature(api.get_restorer(restorer).restore).parameters.get("model")
-        if parameter is not None and isinstance(parameter.default, str):
-            options["model"] = parameter.default
-    return options
 
 
 def cmd_samples(args: argparse.Namespace) -> int:
@@ -234,13 +272,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     """Evaluate a restorer and a classifier on a benchmark: PSNR, SSIM, accuracy, confusion matrix."""
     from . import evaluation
 
-    restorer = args.restorer or _default_restorer(args.model)
+    restorer = args.restorer or _default_restorer(getattr(args, "model", None))
     classifier = None if args.classifier.lower() == "none" else args.classifier
     report = evaluation.evaluate(
         args.root,
         restorer=restorer,
         classifier=classifier,
-        options=_options(args, _RESTORE_OPTIONS),
+        options=_given(args),
         limit=args.limit,
         progress=not args.quiet,
     )
@@ -259,22 +297,10 @@ def _default_restorer(model: Optional[str]) -> str:
     return getattr(weights.get_model(model), "restorer", None) or api.DEFAULT_RESTORER
 
 
-def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", help="named model (see `daclip models`)")
-    parser.add_argument("--daclip-path", metavar="FILE", help="use this DA-CLIP checkpoint instead of the model's")
-    parser.add_argument("--unet-path", metavar="FILE", help="use this UNet checkpoint instead of the model's")
-    parser.add_argument("--device", help="auto (default), cpu, cuda, mps")
-    parser.add_argument("--download", action="store_true", default=None, help="download missing weights first")
-
-
-def _add_restorer_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--sampler", help="posterior (default) or sde")
-    parser.add_argument("--seed", type=int, help="random seed (default 0: reproducible)")
-    parser.add_argument("--tile-size", type=int, help="process in tiles of this size (0: never)")
-    parser.add_argument("--precision", help="fp32 (default); on GPUs also tf32, bf16, fp16")
-
-
 def build_parser() -> argparse.ArgumentParser:
+    """The parser; the restore, classify and evaluate flags come from the components' declared options."""
+    component_options = _declared(plugins.restorers(), plugins.classifiers())
+    classifier_options = _declared(plugins.classifiers())
     parser = argparse.ArgumentParser(
         prog="daclip",
         description="DA-CLIP degradation classification and image restoration.",
@@ -333,21 +359,17 @@ def build_parser() -> argparse.ArgumentParser:
     classify = commands.add_parser("classify", help=cmd_classify.__doc__)
     classify.add_argument("images", nargs="+", metavar="IMAGE")
     classify.add_argument("--classifier", default="daclip", help="classifier name (see `daclip plugins`)")
-    _add_model_arguments(classify)
-    classify.add_argument("--prompts", metavar="A,B,...", help="score these comma-separated prompts instead")
     classify.add_argument("--json", action="store_true", help="print all probabilities as JSON")
-    classify.set_defaults(run=cmd_classify)
+    classify.set_defaults(run=cmd_classify, option_names=_add_option_flags(classify, classifier_options))
     restore = commands.add_parser("restore", help=cmd_restore.__doc__)
     restore.add_argument("images", nargs="+", metavar="IMAGE")
     restore.add_argument("-o", "--output", metavar="PATH", help="output file, or folder for several images")
     restore.add_argument("--restorer", help="restorer name (default: the model's preferred one)")
     restore.add_argument("--classifier", default="daclip", help="classifier for the printed probabilities")
-    _add_model_arguments(restore)
-    _add_restorer_arguments(restore)
     restore.add_argument("--side-by-side", action="store_true", help="also write NAME_compare.png (input | output)")
     restore.add_argument("--no-classify", action="store_true", help="do not print degradation probabilities")
     restore.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
-    restore.set_defaults(run=cmd_restore)
+    restore.set_defaults(run=cmd_restore, option_names=_add_option_flags(restore, component_options))
     samples = commands.add_parser("samples", help=cmd_samples.__doc__)
     samples.add_argument("dir", nargs="?", metavar="DIR", help="copy the sample PNGs into this folder")
     samples.set_defaults(run=cmd_samples)
@@ -362,22 +384,20 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("root", metavar="ROOT", help="benchmark folder: ROOT/<degradation>/LQ/*.png and GT/*.png")
     evaluate.add_argument("--restorer", help="restorer name (default: the model's preferred one)")
     evaluate.add_argument("--classifier", default="daclip", help="classifier name, or 'none' (default: daclip)")
-    _add_model_arguments(evaluate)
-    _add_restorer_arguments(evaluate)
     evaluate.add_argument("--limit", type=int, metavar="N", help="only the first N images of each degradation")
     evaluate.add_argument("--json", metavar="FILE", help="also write the report as JSON")
     evaluate.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
-    evaluate.set_defaults(run=cmd_evaluate)
+    evaluate.set_defaults(run=cmd_evaluate, option_names=_add_option_flags(evaluate, component_options))
     return parser
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if getattr(args, "run", None) is None:
-        parser.print_help()
-        return 2
     try:
+        parser = build_parser()  # reads the plugins' declared options
+        args = parser.parse_args(argv)
+        if getattr(args, "run", None) is None:
+            parser.print_help()
+            return 2
         return args.run(args)
     except DaclipError as exc:
         print(f"daclip: error: {exc}", file=sys.stderr)

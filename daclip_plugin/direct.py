@@ -128,7 +128,8 @@ def load_direct_restorer(
     (path, size, modification time) and device (see :func:`daclip_plugin.pipeline.cached_module`).
     ``clip_view`` is how the DA-CLIP sees an image (see :func:`daclip_plugin.daclip_model.clip_views`).
     """
-    from .pipeline import cached_module, select_device
+    from .devices import select_device
+    from .pipeline import cached_module
 
     device = str(select_device(device))
     daclip = cached_module("daclip", daclip_path, device, lambda: load_daclip_quietly(daclip_path, device=device))
@@ -154,7 +155,8 @@ def load_model(
     (``download=True`` fetches missing ones) and loaded once per file and device.
     """
     from . import weights
-    from .pipeline import _load_models, select_device
+    from .devices import select_device
+    from .pipeline import _load_models
 
     spec = weights.get_model(model)
     if spec.direct is None and unet_path is None:

@@ -20,6 +20,10 @@ class InvalidImageError(DaclipError, ValueError):
     """An input image of the wrong shape, dtype or content (empty, NaN, ...)."""
 
 
+class InvalidOptionError(DaclipError, ValueError):
+    """An option value of the wrong type, out of range, or not applicable with the other options."""
+
+
 class CheckpointError(DaclipError):
     """A checkpoint file that is corrupt or does not fit the model."""
 

@@ -19,7 +19,6 @@ The averages are the means of the per-degradation values (each type weighs the s
 
 from __future__ import annotations
 
-import inspect
 import json
 import math
 import os
@@ -29,7 +28,7 @@ from typing import Any, Callable, Mapping, Optional, Sequence, Union
 
 import numpy as np
 
-from .errors import DaclipError, UnknownNameError
+from .errors import DaclipError
 
 PathLike = Union[str, "os.PathLike[str]"]
 LQ, GT = "LQ", "GT"
@@ -198,47 +197,6 @@ def _mean(values: Sequence[float]) -> Optional[float]:
 # ---------------------------------------------------------------------------- evaluation
 
 
-def _accepts(method: Callable, name: str) -> bool:
-    parameters = inspect.signature(method).parameters
-    return name in parameters or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
-
-
-def _route(options: Mapping[str, Any], restorer: str, classifier: Optional[str]) -> tuple[dict, dict]:
-    """Split ``options`` between the restorer and the classifier: each gets those it takes.
-
-    An option neither takes is an error naming what each does take.
-    """
-    from . import api
-
-    restore_method = api.get_restorer(restorer).restore
-    classify_method = api.get_classifier(classifier).classify if classifier is not None else None
-    for_restorer = {k: v for k, v in options.items() if _accepts(restore_method, k)}
-    for_classifier = {k: v for k, v in options.items() if classify_method is not None and _accepts(classify_method, k)}
-    unused = sorted(set(options) - set(for_restorer) - set(for_classifier))
-    if unused:
-        def takes(method: Callable) -> str:
-            parameters = inspect.signature(method).parameters.values()
-            return ", ".join(p.name for p in parameters if p.kind is inspect.Parameter.KEYWORD_ONLY) or "none"
-
-        message = f"neither restorer {restorer!r} (it takes: {takes(restore_method)})"
-        if classify_method is not None:
-            message += f" nor classifier {classifier!r} (it takes: {takes(classify_method)})"
-        raise UnknownNameError(f"{message} takes option(s) {', '.join(unused)}")
-    # a classifier taking a model but not told one uses the restorer's default model, if any
-    if classify_method is not None and "model" not in for_classifier and _accepts(classify_method, "model"):
-        default = _default_option(restore_method, "model")
-        if default is not None:
-            for_classifier["model"] = default
-    return for_restorer, for_classifier
-
-
-def _default_option(method: Callable, name: str) -> Any:
-    parameter = inspect.signature(method).parameters.get(name)
-    if parameter is None or parameter.default is inspect.Parameter.empty:
-        return None
-    return parameter.default
-
-
 def _confusion(rows: list[dict], true_labels: list[str]) -> dict:
     from .degradations import DEGRADATIONS
 
@@ -280,7 +238,7 @@ def evaluate(
 
     options = dict(options or {})
     pairs = find_pairs(root, limit)
-    restore_options, classify_options = _route(options, restorer, classifier)
+    restore_options, classify_options = api.split_options(options, restorer, classifier)
     total = sum(len(items) for items in pairs.values())
     rows: list[dict] = []
     start = time.monotonic()

@@ -6,74 +6,25 @@ sampling with the conditional UNet (optionally in overlapping tiles) -> RGB floa
 
 from __future__ import annotations
 
-import contextlib
 import json
 from collections import OrderedDict
 from pathlib import Path
-from typing import Callable, Optional, Sequence, Union
+from typing import Any, Callable, Mapping, Optional, Sequence, Union
 
 import numpy as np
 import torch
 
-from . import tiling, weights
+from . import samplers, tiling, weights
+from .devices import select_device, unet_precision
 from .daclip_model import DEGRADATIONS, DaCLIP, DegradationClassifier, DegradationEstimate
 from .errors import Cancelled, DaclipError, InvalidImageError
 from .interfaces import ProgressCallback, StopCallback
-from .sde import SAMPLERS, IRSDESchedule
+from .sde import IRSDESchedule
 from .unet import ConditionalUNet
 
 #: The IR-SDE options of the released models (``test.yml`` of the official code).
 OFFICIAL_SDE = {"max_sigma": 50, "T": 100, "schedule": "cosine", "eps": 0.005}
 DEFAULT_OVERLAP = tiling.DEFAULT_OVERLAP
-#: UNet arithmetic: exact float32 (default), or on GPUs TensorFloat-32 (NVIDIA) or autocast
-#: to bfloat16 / float16. DA-CLIP and the sampler's state always stay in float32. (On CPUs,
-#: bfloat16 autocast measured 20x slower than float32: see benchmarks/bench_restore.py.)
-PRECISIONS = ("fp32", "tf32", "bf16", "fp16")
-_AUTOCAST = {"bf16": torch.bfloat16, "fp16": torch.float16}
-
-
-@contextlib.contextmanager
-def unet_precision(device: torch.device, precision: str):
-    """Run the enclosed UNet calls at ``precision`` on ``device`` (see :data:`PRECISIONS`)."""
-    if precision not in PRECISIONS:
-        raise DaclipError(f"unknown precision {precision!r}; available: {', '.join(PRECISIONS)}")
-    if precision in ("tf32", "fp16") and device.type != "cuda" or precision == "bf16" and device.type == "cpu":
-        raise DaclipError(f"precision {precision!r} needs a GPU; use 'fp32' on {device.type}")
-    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
-    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = precision == "tf32"
-    try:
-        with torch.autocast(device.type, dtype=_AUTOCAST.get(precision), enabled=precision in _AUTOCAST):
-            yield
-    finally:
-        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
-
-
-def select_device(device: Union[str, torch.device, None] = "auto") -> torch.device:
-    """``"auto"`` picks CUDA, then Apple's MPS, then the CPU; other names must be available."""
-    if device is None or device == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    device = torch.device(device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise DaclipError("device 'cuda' was asked for, but PyTorch sees no CUDA GPU here")
-    if device.type == "mps" and not torch.backends.mps.is_available():
-        raise DaclipError("device 'mps' was asked for, but it is not available here")
-    return device
-
-
-def available_devices() -> list[str]:
-    """Device names usable here, for menus: always ``auto`` and ``cpu``."""
-    names = ["auto"]
-    if torch.cuda.is_available():
-        names.append("cuda")
-    if torch.backends.mps.is_available():
-        names.append("mps")
-    return names + ["cpu"]
-
-
 def _to_uint8(rgb: np.ndarray) -> np.ndarray:
     return np.rint(np.clip(rgb, 0.0, 1.0) * 255).astype(np.uint8)
 
@@ -141,7 +92,8 @@ class DaclipPipeline(ConditionedModel):
         self,
         rgb: np.ndarray,
         *,
-        sampler: str = "posterior",
+        sampler: str = samplers.DEFAULT_SAMPLER,
+        sampler_options: Optional[Mapping[str, Any]] = None,
         seed: Optional[int] = 0,
         tile_size: Optional[int] = None,
         tile_overlap: int = DEFAULT_OVERLAP,
@@ -151,14 +103,15 @@ class DaclipPipeline(ConditionedModel):
     ) -> np.ndarray:
         """Restore ``rgb`` by IR-SDE sampling; returns a ``float32`` image in ``[0, 1]``.
 
+        ``sampler`` names a sampler of :mod:`daclip_plugin.samplers`, and ``sampler_options``
+        its own options (MaRS: ``steps``, ``solver``, ``order``, ``time_schedule``, ...).
         ``seed`` makes the run reproducible on a given device (``None``: fresh randomness).
         ``tile_size`` bounds the UNet's input (``None``: tiles only for images with a side
         over 1024 px; ``0``: never). ``precision`` is one of :data:`PRECISIONS`.
-        ``progress(step, total)`` is called after every step and ``should_stop()`` is polled
-        before each one.
+        ``progress(calls, total)`` is called after every network call and ``should_stop()``
+        is polled before each one.
         """
-        if sampler not in SAMPLERS:
-            raise DaclipError(f"unknown sampler {sampler!r}; available: {', '.join(SAMPLERS)}")
+        sample = samplers.get(sampler).load()
         if should_stop is not None and should_stop():
             raise Cancelled("stopped before DA-CLIP ran")
         estimate = self.estimate(rgb)
@@ -172,8 +125,9 @@ class DaclipPipeline(ConditionedModel):
         else:
             generator.manual_seed(int(seed))
         with unet_precision(device, precision):
-            out = SAMPLERS[sampler](
-                noise_fn, lq, self.schedule, generator=generator, progress=progress, should_stop=should_stop
+            out = sample(
+                noise_fn, lq, self.schedule, generator=generator, progress=progress, should_stop=should_stop,
+                **dict(sampler_options or {}),
             )
         return out.clamp(0, 1)[0].permute(1, 2, 0).float().cpu().numpy()
 

@@ -11,13 +11,13 @@ Timesteps are integers ``0..T`` (index ``t`` of every schedule array); a sampler
 The schedule is computed in ``float32``, exactly as the official implementation does, and so
 are the per-step scalar coefficients; this reproduces the official samplers to about 1e-7.
 
-Samplers (:data:`SAMPLERS`) share one signature::
+Samplers (registered by name in :mod:`daclip_plugin.samplers`) share one signature::
 
     sampler(noise_fn, mu, schedule, *, x_T=None, generator=None, draws=None,
             progress=None, should_stop=None) -> Tensor
 
-``noise_fn(x, t)`` predicts the noise of state ``x`` at the python int ``t`` (``T`` down to
-1); ``mu`` is the condition (the low-quality image).  The start is ``x_T`` if given, else
+``noise_fn(x, t)`` predicts the noise of state ``x`` at timestep ``t`` (here the Python ints
+``T`` down to 1; :mod:`daclip_plugin.mars` passes floats); ``mu`` is the condition (the low-quality image).  The start is ``x_T`` if given, else
 ``mu + max_sigma * z_0``.  Standard-normal draws are taken in order of use (``z_0`` first,
 unless ``x_T`` is given; then ``z_k`` for step ``k = 1..T``, from ``t = T - k + 1`` to
 ``t - 1``) from the iterable ``draws`` if given (tensors or arrays shaped like ``mu``), else
@@ -38,8 +38,8 @@ from torch import Tensor
 from .errors import Cancelled
 from .interfaces import ProgressCallback, StopCallback
 
-#: Predicts the noise of the state ``x`` at integer timestep ``t``.
-NoiseFn = Callable[[Tensor, int], Tensor]
+#: Predicts the noise of the state ``x`` at timestep ``t`` (an int here, a float for MaRS).
+NoiseFn = Callable[[Tensor, float], Tensor]
 
 _SCHEDULE_NAMES = {
     "cosine": "cosine",
@@ -129,7 +129,7 @@ class IRSDESchedule:
         """Build from an ``sde`` options dict (``max_sigma``, ``T``, ``schedule``, ``eps``).
 
         The official ``sampling_mode`` key is accepted and ignored (samplers are chosen by
-        name in :data:`SAMPLERS`); any other unknown key is an error.
+        name, see :mod:`daclip_plugin.samplers`); any other unknown key is an error.
         """
         known = {"max_sigma", "T", "schedule", "eps"}
         unknown = set(config) - known - {"sampling_mode"}
@@ -224,7 +224,7 @@ class IRSDESchedule:
         return x - drift - self.diffusion(t) * (z * math.sqrt(self.dt))
 
 
-class _Draws:
+class Draws:
     """Standard-normal draws shaped like ``like``: from an iterable, or else from a generator."""
 
     def __init__(
@@ -259,7 +259,7 @@ class _Draws:
         return draw
 
 
-def _check_condition(mu: Tensor) -> None:
+def check_condition(mu: Tensor) -> None:
     if not isinstance(mu, Tensor) or not mu.is_floating_point():
         raise TypeError("mu must be a floating-point torch.Tensor")
 
@@ -272,8 +272,8 @@ def initial_state(
     draw=None,
 ) -> Tensor:
     """``x_T = mu + max_sigma * z``, with ``z`` given as ``draw`` or drawn from ``generator``."""
-    _check_condition(mu)
-    z = _Draws(mu, generator, None if draw is None else [draw]).next()
+    check_condition(mu)
+    z = Draws(mu, generator, None if draw is None else [draw]).next()
     return mu + z * schedule.max_sigma
 
 
@@ -292,8 +292,8 @@ def _sample(
     progress: Optional[ProgressCallback],
     should_stop: Optional[StopCallback],
 ) -> Tensor:
-    _check_condition(mu)
-    source = _Draws(mu, generator, draws)
+    check_condition(mu)
+    source = Draws(mu, generator, draws)
     if x_T is None:
         x = initial_state(mu, schedule, draw=source.next())
     elif x_T.shape != mu.shape:
@@ -351,10 +351,3 @@ def sample_reverse_sde(
         x_T, generator, draws, progress, should_stop,
     )
 
-
-#: Samplers by name; "posterior" is the default, as in the official options.
-SAMPLERS: dict[str, Callable[..., Tensor]] = {
-    "posterior": sample_posterior,
-    "sde": sample_reverse_sde,
-}
-DEFAULT_SAMPLER = "posterior"

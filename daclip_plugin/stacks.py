@@ -24,7 +24,6 @@ step, and nothing partial is returned. Nothing here imports Qt or napari.
 
 from __future__ import annotations
 
-import inspect
 import itertools
 import queue
 import threading
@@ -48,7 +47,6 @@ __all__ = [
     "relay",
     "restore_stack",
     "slice_indices",
-    "supported_options",
 ]
 
 Index = tuple[int, ...]
@@ -186,26 +184,6 @@ def mean_probabilities(scores: Iterable[Mapping[str, float]]) -> dict[str, float
     return dict(sorted(mean.items(), key=lambda item: item[1], reverse=True))
 
 
-def supported_options(method: Callable, options: Mapping[str, Any]) -> dict[str, Any]:
-    """The ``options`` that ``method`` names as keyword parameters.
-
-    The widget's settings (``model``, ``sampler``, ``seed``, ``device``, ...) reach a
-    restorer's ``restore`` (or a classifier's ``classify``) only if it declares a parameter
-    of that name; a catch-all ``**options`` receives none of them, so a third-party restorer
-    never gets settings it did not ask for. ``progress`` and ``should_stop`` are not options.
-    """
-    try:
-        parameters = inspect.signature(method).parameters
-    except (TypeError, ValueError):
-        return {}
-    named = {
-        name
-        for name, parameter in parameters.items()
-        if parameter.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
-    }
-    return {name: value for name, value in options.items() if name in named and name not in ("progress", "should_stop")}
-
-
 # --------------------------------------------------------------------------- the work
 
 
@@ -288,7 +266,8 @@ def restore_stack(
 ) -> StackResult:
     """Restore every slice of ``data`` (or only the one at ``index``) with ``restorer``.
 
-    ``options`` go to the restorer as they are (see :func:`supported_options` to filter them).
+    ``options`` go to the restorer as they are (:meth:`daclip_plugin.options.OptionSet.applicable`
+    picks, from a set of settings, those a restorer takes).
     With ``classifier``, each slice is classified first and the result carries its
     probabilities. ``progress(event)`` gets a :class:`StackProgress` at every step.
     """

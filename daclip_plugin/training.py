@@ -522,7 +522,7 @@ def direct_loss(unet: ConditionalUNet, batch: Mapping[str, Tensor], contexts, au
 
 
 def _select_device(name: str) -> torch.device:
-    from .pipeline import select_device
+    from .devices import select_device
 
     device = select_device(name)
     if device.type == "mps":  # not tested for training

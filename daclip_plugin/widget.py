@@ -17,10 +17,12 @@ Results are written to a layer named ``"<source name> [restored]"`` with the sou
 translate, rotate, shear, affine, units, axis labels, RGB flag and colormap/contrast; a later
 run on the same source updates that layer. The source layer is never modified.
 
-Which settings reach a restorer: the widget passes ``model``, ``sampler``, ``seed`` and
-``device`` only to a restorer whose ``restore`` method names that parameter (see
-:func:`daclip_plugin.stacks.supported_options`); controls a restorer does not use are greyed
-out. Options given to :func:`restore_layer` by hand are passed as they are.
+Which settings reach a restorer: the widget passes ``model``, ``sampler``, ``steps``,
+``seed`` and ``device`` only to a restorer that declares that option, and only while it
+applies (``steps``: with the MaRS sampler); see
+:meth:`daclip_plugin.options.OptionSet.applicable`. Controls that do not apply are greyed
+out, and the sampler menu lists the restorer's declared samplers. Options given to
+:func:`restore_layer` by hand are passed as they are.
 """
 
 from __future__ import annotations
@@ -54,8 +56,9 @@ from qtpy.QtCore import Qt
 from qtpy.QtGui import QBrush, QColor, QFont, QFontMetrics
 from qtpy.QtWidgets import QAbstractItemView, QHeaderView, QSizePolicy
 
-from . import __version__, api, stacks, weights
+from . import __version__, api, samplers, stacks, weights
 from .errors import Cancelled, DaclipError
+from .options import of as options_of
 
 if TYPE_CHECKING:
     import napari.viewer
@@ -75,8 +78,14 @@ __all__ = [
 RESULT_SUFFIX = " [restored]"
 METADATA_KEY = "daclip"
 SLICES = ("current", "all")
-SETTINGS = ("model", "sampler", "seed", "device")
-SAMPLERS = ("posterior", "sde")
+#: What each setting control does (its tooltip while it applies).
+TOOLTIPS = {
+    "model": "model weights",
+    "sampler": "posterior: the official 100-step sampler; sde: reverse SDE, 100 steps; mars: fast, 'Steps' network calls",
+    "steps": "network calls of the MaRS sampler (10-20 match the 100-step posterior sampler)",
+    "seed": "random seed (random: a fresh seed every run)",
+    "device": "where the model runs",
+}
 
 
 def _avoid_llvm_clash() -> None:
@@ -214,7 +223,7 @@ def _resolved_device(device):
     if device != "auto":
         return device
     try:
-        from .pipeline import select_device
+        from .devices import select_device
 
         return str(select_device("auto"))
     except Exception:  # the record is informative only
@@ -392,10 +401,10 @@ def classify_layer(
     return result.mean_probabilities
 
 
-def _classifier_options(classifier: Optional[str], options: Mapping[str, Any]) -> dict:
+def _classifier_options(classifier: Optional[str], settings: Mapping[str, Any]) -> dict:
     if classifier is None:
         return {}
-    return stacks.supported_options(api.get_classifier(classifier).classify, options)
+    return options_of(api.get_classifier(classifier)).applicable(settings)
 
 
 # --------------------------------------------------------------------------- worker generators
@@ -486,8 +495,10 @@ class DaclipWidget(Container):
         self._download = PushButton(text="Download", tooltip="download the selected model's weights")
         self._model_row = Container(widgets=[self._model, self._download], layout="horizontal", labels=False, label="Model")
         self._model_row.margins = (0, 0, 0, 0)
-        self._sampler = ComboBox(label="Sampler", choices=list(SAMPLERS), tooltip="posterior: fast and stable; sde: stochastic reverse SDE")
-        self._seed = SpinBox(label="Seed", value=0, min=-1, max=2**31 - 1, tooltip="random seed (-1: a fresh seed every run)")
+        self._sampler = ComboBox(label="Sampler", choices=self._sampler_choices, tooltip=TOOLTIPS["sampler"])
+        steps = samplers.MARS_OPTIONS.get("steps")
+        self._steps = SpinBox(label="Steps", value=steps.default, min=steps.minimum, max=steps.maximum, tooltip=TOOLTIPS["steps"])
+        self._seed = SpinBox(label="Seed", value=0, min=-1, max=2**31 - 1, tooltip=TOOLTIPS["seed"])
         self._seed.native.setSpecialValueText("random")
         self._device = ComboBox(label="Device", choices=self._device_choices, tooltip="where the model runs")
         self._slices = ComboBox(
@@ -518,6 +529,7 @@ class DaclipWidget(Container):
                 self._restorer,
                 self._model_row,
                 self._sampler,
+                self._steps,
                 self._seed,
                 self._device,
                 self._slices,
@@ -528,7 +540,9 @@ class DaclipWidget(Container):
         self._align_labels()
         self.extend([self._form, self._buttons, self._progress, self._status, self._table_title, self._table])
 
+        self._restorer.changed.connect(self._sampler.reset_choices)
         self._restorer.changed.connect(self._update_controls)
+        self._sampler.changed.connect(self._update_controls)
         self._model.changed.connect(self._use_preferred_restorer)
         self._model.changed.connect(self._update_controls)
         self._layers.changed.connect(self._update_controls)
@@ -581,10 +595,18 @@ class DaclipWidget(Container):
             show_error(f"DA-CLIP: cannot list restorers: {exc}")
             return []
 
+    def _sampler_choices(self, _widget=None):
+        """The chosen restorer's declared samplers (all registered ones if it declares none)."""
+        try:
+            declared = options_of(api.get_restorer(self._restorer.value)).get("sampler")
+        except (AttributeError, DaclipError):  # no restorer chosen yet, or an unknown one
+            declared = None
+        return list(declared.choices) if declared is not None and declared.choices else list(samplers.SAMPLERS)
+
     @staticmethod
     def _device_choices(_widget=None):
         try:
-            from .pipeline import available_devices
+            from .devices import available_devices
 
             return available_devices()
         except Exception:  # no torch: the restorer will say so
@@ -653,6 +675,7 @@ class DaclipWidget(Container):
         return {
             "model": self._model.value,
             "sampler": self._sampler.value,
+            "steps": int(self._steps.value),
             "seed": None if self._seed.value < 0 else int(self._seed.value),
             "device": self._device.value,
         }
@@ -662,17 +685,18 @@ class DaclipWidget(Container):
         name = self._restorer.value
         if name is None:
             return {}
-        return stacks.supported_options(api.get_restorer(name).restore, self.settings())
+        return options_of(api.get_restorer(name)).applicable(self.settings())
 
     def _accepted(self) -> set[str]:
+        """The settings that reach the chosen restorer or its classifier now."""
         name = self._restorer.value
         accepted: set[str] = set()
         if name is None:
             return accepted
         try:
-            accepted |= set(stacks.supported_options(api.get_restorer(name).restore, dict.fromkeys(SETTINGS)))
-            classifier = default_classifier(name)
-            accepted |= set(stacks.supported_options(api.get_classifier(classifier).classify, dict.fromkeys(SETTINGS)))
+            accepted |= set(self.restorer_options())
+            classifier = api.get_classifier(default_classifier(name))
+            accepted |= set(options_of(classifier).applicable(self.settings()))
         except DaclipError:
             pass
         return accepted
@@ -680,9 +704,11 @@ class DaclipWidget(Container):
     def _update_controls(self, *_) -> None:
         running = self.running
         accepted = self._accepted()
-        for key, control in (("model", self._model), ("sampler", self._sampler), ("seed", self._seed), ("device", self._device)):
+        controls = {"model": self._model, "sampler": self._sampler, "steps": self._steps, "seed": self._seed, "device": self._device}
+        for key, control in controls.items():
             control.enabled = key in accepted and not running
-            control.tooltip = None if key in accepted else f"not used by restorer {self._restorer.value!r}"
+            reason = "" if key in accepted else f" (not used by restorer {self._restorer.value!r} with these settings)"
+            control.tooltip = TOOLTIPS[key] + reason
         model = self._model.value
         self._download.enabled = not running and "model" in accepted and model is not None and not _model_ready(model)
         has_layers = bool(self._layers.value)
@@ -726,15 +752,15 @@ class DaclipWidget(Container):
             return None
         try:
             classifier = default_classifier(self._restorer.value)
-            options = stacks.supported_options(api.get_classifier(classifier).classify, self.settings())
+            chosen = options_of(api.get_classifier(classifier)).applicable(self.settings())
         except DaclipError as exc:
             show_error(f"DA-CLIP: {exc}")
             return None
-        if not self._check_model(options):
+        if not self._check_model(chosen):
             return None
         self._jobs = jobs
         self._task = "Classifying"
-        return self._launch(_classify_jobs, jobs, classifier, options)
+        return self._launch(_classify_jobs, jobs, classifier, chosen)
 
     def _start_restore(self, *_):
         """Restore the selected layers in a worker thread; returns the worker."""
@@ -745,18 +771,18 @@ class DaclipWidget(Container):
             return None
         restorer = self._restorer.value
         try:
-            options = self.restorer_options()
+            chosen = self.restorer_options()
             classifier = paired_classifier(restorer)
             classifier_options = _classifier_options(classifier, self.settings())
         except DaclipError as exc:
             show_error(f"DA-CLIP: {exc}")
             return None
-        if not self._check_model(options):
+        if not self._check_model(chosen):
             return None
         self._jobs = jobs
         self._task = "Restoring"
-        self._run_settings = (restorer, options, classifier)
-        return self._launch(_restore_jobs, jobs, restorer, options, classifier, classifier_options)
+        self._run_settings = (restorer, chosen, classifier)
+        return self._launch(_restore_jobs, jobs, restorer, chosen, classifier, classifier_options)
 
     def _start_download(self, *_):
         """Download the selected model's weights in a worker thread; returns the worker."""

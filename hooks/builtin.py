@@ -1,15 +1,34 @@
 """The built-in DA-CLIP restorers and classifier, registered like any third-party plugin.
 
-``daclip``: DA-CLIP-guided IR-SDE diffusion (100 UNet passes, seeded). ``daclip-direct``:
-DA-CLIP contexts and one pass of a direct restorer UNet (deterministic), for models with
-direct restorer weights such as the embedded ``tiny``.
+``daclip``: DA-CLIP-guided IR-SDE diffusion (100 UNet passes with the official samplers,
+10-20 with MaRS; seeded). ``daclip-direct``: DA-CLIP contexts and one pass of a direct
+restorer UNet (deterministic), for models with direct restorer weights such as the embedded
+``tiny``. Their options are declared here, once; nothing here imports torch.
 """
 
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from pathlib import Path
 
-from daclip_plugin import Classifier, Restorer, hookimpl
+from daclip_plugin import Classifier, Restorer, hookimpl, samplers
+from daclip_plugin.devices import DEVICE_HELP, PRECISIONS
+from daclip_plugin.options import Option
+
+
+def _model_options(model: str, unet_help: str) -> tuple[Option, ...]:
+    return (
+        Option("model", str, model, "a registered model (see `daclip models`)"),
+        Option("daclip_path", Path, None, "use this DA-CLIP checkpoint instead of the model's", nullable=True),
+        Option("unet_path", Path, None, unet_help, nullable=True),
+        Option("download", bool, False, "download missing weights first"),
+        Option("device", str, "auto", DEVICE_HELP),
+    )
+
+
+TILE_SIZE = Option(
+    "tile_size", int, None, "UNet tile size in px (None: tiles only images with a side over 1024 px; 0: never)",
+    nullable=True, minimum=0,
+)
 
 
 def _pipeline(model, daclip_path, unet_path, download, device, prompts=None):
@@ -26,27 +45,22 @@ class DaclipRestorer(Restorer):
 
     name = "daclip"
     description = "DA-CLIP-guided IR-SDE diffusion (one UNet pass per sampling step)"
+    options = (
+        *_model_options("universal-ir", "use this IR-SDE UNet checkpoint instead of the model's"),
+        *samplers.sampling_options(),
+        Option("seed", int, 0, "random seed: same seed and device, same result (None: fresh randomness)",
+               nullable=True, minimum=0, maximum=2**63 - 1),
+        TILE_SIZE,
+        Option("precision", str, "fp32", "UNet arithmetic: fp32 (exact); on GPUs also tf32, bf16, fp16",
+               choices=PRECISIONS),
+    )
 
-    def restore(
-        self,
-        image,
-        *,
-        progress=None,
-        should_stop=None,
-        model: str = "universal-ir",
-        daclip_path: Optional[str] = None,
-        unet_path: Optional[str] = None,
-        download: bool = False,
-        device: str = "auto",
-        sampler: str = "posterior",
-        seed: Optional[int] = 0,
-        tile_size: Optional[int] = None,
-        precision: str = "fp32",
-    ):
-        engine = _pipeline(model, daclip_path, unet_path, download, device)
+    def restore(self, image, *, progress=None, should_stop=None, **options):
+        o = self.resolve_options(options)
+        engine = _pipeline(o["model"], o["daclip_path"], o["unet_path"], o["download"], o["device"])
         return engine.restore(
-            image, sampler=sampler, seed=seed, tile_size=tile_size, precision=precision,
-            progress=progress, should_stop=should_stop,
+            image, sampler=o["sampler"], sampler_options=samplers.options_for(o), seed=o["seed"],
+            tile_size=o["tile_size"], precision=o["precision"], progress=progress, should_stop=should_stop,
         )
 
 
@@ -55,26 +69,16 @@ class DaclipDirectRestorer(Restorer):
 
     name = "daclip-direct"
     description = "DA-CLIP-conditioned UNet, one pass per image, deterministic (the embedded 'tiny' model's restorer)"
+    options = (*_model_options("tiny", "use this direct restorer UNet checkpoint instead of the model's"), TILE_SIZE)
 
-    def restore(
-        self,
-        image,
-        *,
-        progress=None,
-        should_stop=None,
-        model: str = "tiny",
-        daclip_path: Optional[str] = None,
-        unet_path: Optional[str] = None,
-        download: bool = False,
-        device: str = "auto",
-        tile_size: Optional[int] = None,
-    ):
+    def restore(self, image, *, progress=None, should_stop=None, **options):
         from daclip_plugin import direct
 
+        o = self.resolve_options(options)
         restorer = direct.load_model(
-            model, daclip_path=daclip_path, unet_path=unet_path, download=download, device=device
+            o["model"], daclip_path=o["daclip_path"], unet_path=o["unet_path"], download=o["download"], device=o["device"]
         )
-        return restorer.restore(image, tile_size=tile_size, progress=progress, should_stop=should_stop)
+        return restorer.restore(image, tile_size=o["tile_size"], progress=progress, should_stop=should_stop)
 
 
 class DaclipClassifier(Classifier):
@@ -82,19 +86,16 @@ class DaclipClassifier(Classifier):
 
     name = "daclip"
     description = "DA-CLIP degradation features against the degradation names (or your prompts)"
+    options = (
+        *_model_options("universal-ir", "the model's IR-SDE UNet checkpoint (loaded with the DA-CLIP)"),
+        Option("prompts", list, None, "degradation names or descriptions to score instead of the 10 official ones",
+               nullable=True),
+    )
 
-    def classify(
-        self,
-        image,
-        *,
-        model: str = "universal-ir",
-        daclip_path: Optional[str] = None,
-        unet_path: Optional[str] = None,
-        download: bool = False,
-        device: str = "auto",
-        prompts: Optional[Sequence[str]] = None,
-    ):
-        return _pipeline(model, daclip_path, unet_path, download, device, prompts).classify(image)
+    def classify(self, image, **options):
+        o = self.resolve_options(options)
+        engine = _pipeline(o["model"], o["daclip_path"], o["unet_path"], o["download"], o["device"], o["prompts"])
+        return engine.classify(image)
 
 
 @hookimpl

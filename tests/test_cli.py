@@ -112,6 +112,12 @@ def test_restore_with_an_option_the_restorer_lacks(install_plugin, fresh_plugins
     fresh_plugins.reload_plugins()
     source = _write_png(tmp_path / "x.png", np.zeros((3, 3, 3), np.uint8))
     # the fake restorer takes **options, so unknown options reach it; the built-in one is strict
-    assert cli.main(["restore", source, "--restorer", "daclip", "--no-classify", "-q", "--sampler", "x",
+    assert cli.main(["restore", source, "--restorer", "daclip", "--no-classify", "-q", "--sampler", "sde",
                      "--daclip-path", str(tmp_path / "missing.pt")]) == 1
     assert "missing.pt" in capsys.readouterr().err
+    # declared choices are the flags' choices, and an option that does not apply is refused
+    with pytest.raises(SystemExit):
+        cli.main(["restore", source, "--sampler", "x"])
+    assert "invalid choice: 'x'" in capsys.readouterr().err
+    assert cli.main(["restore", source, "--no-classify", "-q", "--steps", "10"]) == 1
+    assert "option 'steps' of restorer 'daclip' applies only with sampler='mars' (here sampler='posterior')" in capsys.readouterr().err

@@ -11,6 +11,7 @@ import pytest
 from PIL import Image
 
 from daclip_plugin import cli, evaluation
+from daclip_plugin.errors import UnknownNameError
 from daclip_plugin.degradations import DEGRADATIONS
 from test_plugins import INVERT_PLUGIN
 
@@ -127,7 +128,7 @@ def test_options_go_to_whoever_takes_them(bench, install_plugin, fresh_plugins):
                                  progress=False)
     assert report["restore_options"] == {"gain": 0.5} and report["classify_options"] == {}
     assert report["average"]["psnr_out"] != pytest.approx(report["average"]["psnr_in"])
-    with pytest.raises(evaluation.UnknownNameError, match="neither restorer 'identity'.*nor classifier 'always-noisy'.*seed"):
+    with pytest.raises(UnknownNameError, match=r"no component takes option\(s\) seed \(restorer 'identity' takes: .*classifier 'always-noisy' takes"):
         evaluation.evaluate(bench, restorer="identity", classifier="always-noisy", options={"seed": 1}, progress=False)
 
 

@@ -18,7 +18,7 @@ import torch
 
 from daclip_plugin import checkpoints
 from daclip_plugin.daclip_model import DegradationClassifier, preprocess, tokenize
-from daclip_plugin.pipeline import unet_precision
+from daclip_plugin.devices import unet_precision
 from daclip_plugin.sde import IRSDESchedule, sample_posterior, sample_reverse_sde
 
 FIXTURES = Path(os.environ.get("DACLIP_PARITY_FIXTURES", Path(__file__).parent / "data" / "official-a"))

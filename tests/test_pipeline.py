@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from daclip_plugin.errors import Cancelled, DaclipError, InvalidImageError
-from daclip_plugin.pipeline import DaclipPipeline, available_devices, select_device
+from daclip_plugin.devices import available_devices, select_device
+from daclip_plugin.pipeline import DaclipPipeline
 from daclip_plugin.sde import IRSDESchedule
 from engine_helpers import TINY_SDE, tiny_models
 

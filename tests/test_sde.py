@@ -8,10 +8,9 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from daclip_plugin import mars, samplers
 from daclip_plugin.errors import Cancelled
 from daclip_plugin.sde import (
-    DEFAULT_SAMPLER,
-    SAMPLERS,
     IRSDESchedule,
     initial_state,
     sample_posterior,
@@ -288,8 +287,9 @@ def test_reverse_sde_with_oracle_noise_approaches_the_clean_image():
 
 
 def test_sampler_registry_and_dtype():
-    assert SAMPLERS == {"posterior": sample_posterior, "sde": sample_reverse_sde}
-    assert DEFAULT_SAMPLER == "posterior"
+    loaded = {name: entry.load() for name, entry in samplers.SAMPLERS.items()}
+    assert loaded == {"posterior": sample_posterior, "sde": sample_reverse_sde, "mars": mars.sample_mars}
+    assert samplers.DEFAULT_SAMPLER == "posterior"
     mu = image(6, dtype=torch.float64)
     s = IRSDESchedule(50, 4)
     out = sample_posterior(smooth_noise_fn(mu), mu, s, generator=torch.Generator().manual_seed(0))

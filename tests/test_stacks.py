@@ -270,12 +270,19 @@ def test_a_restorer_that_reports_nothing_still_gives_slice_progress(fake):
     assert [(e.slice, e.step, e.steps) for e in events] == [(0, 0, 0), (0, 1, 1), (1, 0, 0), (1, 1, 1)]
 
 
-def test_supported_options_only_passes_named_parameters(fake):
-    from daclip_plugin import api
+def test_settings_reach_only_components_that_take_them(fake):
+    from daclip_plugin import api, options
 
-    settings = {"model": "tiny", "sampler": "sde", "seed": 3, "device": "cpu"}
-    assert stacks.supported_options(api.get_restorer("steps").restore, settings) == {"seed": 3}
-    assert stacks.supported_options(api.get_restorer("deaf").restore, settings) == {}  # **options gets nothing
-    assert stacks.supported_options(api.get_classifier("steps").classify, settings) == {"device": "cpu"}
-    daclip = stacks.supported_options(api.get_restorer("daclip").restore, settings)
-    assert daclip == settings
+    def applicable(component, settings):
+        return options.of(component).applicable(settings)
+
+    settings = {"model": "tiny", "sampler": "sde", "seed": 3, "device": "cpu", "steps": 10}
+    # undeclared components: the names their signatures give
+    assert applicable(api.get_restorer("steps"), settings) == {"seed": 3, "steps": 10}
+    assert applicable(api.get_restorer("deaf"), settings) == {}  # **options gets nothing
+    assert applicable(api.get_classifier("steps"), settings) == {"device": "cpu"}
+    # declared ones: what they declare, while it applies (steps only with the MaRS sampler)
+    daclip = api.get_restorer("daclip")
+    assert applicable(daclip, settings) == {"model": "tiny", "sampler": "sde", "seed": 3, "device": "cpu"}
+    assert applicable(daclip, {**settings, "sampler": "mars"}) == {**settings, "sampler": "mars"}
+    assert applicable(api.get_restorer("daclip-direct"), settings) == {"model": "tiny", "device": "cpu"}

@@ -46,6 +46,7 @@ def open_widget(make_napari_viewer, fake):
         assert isinstance(widget, DaclipWidget)
         if restorer is not None:
             widget._restorer.value = restorer
+        widget._steps.value = 4  # the fake "steps" restorer names a steps option: the Steps control reaches it
         return viewer, widget
 
     return open_
@@ -79,17 +80,29 @@ def test_layer_list_follows_the_viewer_and_controls_follow_the_restorer(open_wid
 
     assert {"daclip", "steps", "slow", "broken"} <= set(widget._restorer.choices)
     assert "cpu" in widget._device.choices and "auto" in widget._device.choices
-    assert widget._sampler.choices == ("posterior", "sde")
     assert not widget._cancel_button.enabled and not widget._restore_button.enabled  # nothing selected
     # controls a restorer (and its classifier) does not take are greyed out
-    widget._restorer.value = "steps"  # seed; its classifier takes a device
-    assert widget._seed.enabled and widget._device.enabled and not widget._model.enabled and not widget._sampler.enabled
+    widget._restorer.value = "steps"  # seed and steps; its classifier takes a device
+    assert widget._seed.enabled and widget._device.enabled and widget._steps.enabled
+    assert not widget._model.enabled and not widget._sampler.enabled
     widget._restorer.value = "silent"  # nothing; Classify uses the daclip classifier (model, device)
     assert not widget._seed.enabled and not widget._sampler.enabled and widget._model.enabled
-    assert "not used by restorer 'silent'" in widget._seed.tooltip
+    assert widget._seed.tooltip.startswith("random seed") and "not used by restorer 'silent'" in widget._seed.tooltip
     widget._restorer.value = "daclip"
+    # the sampler menu is the restorer's declaration; Steps applies to the samplers that take it
+    assert widget._sampler.choices == ("posterior", "sde", "mars")
     assert widget._model.enabled and widget._sampler.enabled and widget._device.enabled
+    widget._sampler.value = "posterior"
+    assert not widget._steps.enabled
     assert widget.restorer_options().keys() == {"model", "sampler", "seed", "device"}
+    widget._sampler.value = "mars"
+    widget._steps.value = 10
+    assert widget._steps.enabled and widget._steps.tooltip.startswith("network calls")
+    assert widget.restorer_options() == {**widget.restorer_options(), "sampler": "mars", "steps": 10}
+    assert widget.restorer_options().keys() == {"model", "sampler", "steps", "seed", "device"}
+    widget._restorer.value = "daclip-direct"
+    assert not widget._sampler.enabled and not widget._steps.enabled
+    widget._restorer.value = "daclip"
     labels = dict((value, label) for label, value in widget._model._widget._mgui_get_choices())
     assert "universal-ir" in labels and "not downloaded" in labels["universal-ir"]
     # choosing a model switches to the restorer it is meant for, if it names one
@@ -204,7 +217,8 @@ def test_stacks_current_slice_all_slices_dask_and_multiscale(open_widget, qtbot)
 
 
 def test_cancel_stops_within_a_step_and_adds_nothing(open_widget, fake, qtbot):
-    viewer, widget = open_widget(restorer="slow")  # 400 steps of 10 ms
+    viewer, widget = open_widget(restorer="slow")
+    widget._steps.value = 400  # of 10 ms each
     viewer.add_image(np.zeros((8, 8), np.uint8), name="image")
     widget._layers.value = list(widget._layers.choices)
     widget._restore_button.native.click()

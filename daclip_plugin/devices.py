@@ -1,0 +1,79 @@
+"""Device and precision policy: which device runs the models, and the UNet's arithmetic.
+
+torch is imported inside the functions, so that reading :data:`PRECISIONS` (for menus and
+option declarations) costs nothing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import TYPE_CHECKING, Union
+
+from .errors import DaclipError
+
+if TYPE_CHECKING:
+    import torch
+
+#: UNet arithmetic: exact float32 (default), or on GPUs TensorFloat-32 (NVIDIA) or autocast
+#: to bfloat16 / float16. DA-CLIP and the sampler's state always stay in float32. (On CPUs,
+#: bfloat16 autocast measured 20x slower than float32: see benchmarks/bench_restore.py.)
+PRECISIONS = ("fp32", "tf32", "bf16", "fp16")
+#: Device names the options accept (``cuda:N`` picks one of several GPUs).
+DEVICE_HELP = "auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps"
+_DEVICE_TYPES = ("cpu", "cuda", "mps")
+
+
+@contextlib.contextmanager
+def unet_precision(device: "torch.device", precision: str):
+    """Run the enclosed UNet calls at ``precision`` on ``device`` (see :data:`PRECISIONS`)."""
+    import torch
+
+    if precision not in PRECISIONS:
+        raise DaclipError(f"unknown precision {precision!r}; available: {', '.join(PRECISIONS)}")
+    if precision in ("tf32", "fp16") and device.type != "cuda" or precision == "bf16" and device.type == "cpu":
+        raise DaclipError(f"precision {precision!r} needs a GPU; use 'fp32' on {device.type}")
+    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = precision == "tf32"
+    autocast = {"bf16": torch.bfloat16, "fp16": torch.float16}
+    try:
+        with torch.autocast(device.type, dtype=autocast.get(precision), enabled=precision in autocast):
+            yield
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
+
+
+def select_device(device: Union[str, "torch.device", None] = "auto") -> "torch.device":
+    """``"auto"`` picks CUDA, then Apple's MPS, then the CPU; other names must be available."""
+    import torch
+
+    if device is None or device == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        device = torch.device(device)
+    except (RuntimeError, TypeError):
+        device = None
+    if device is None or device.type not in _DEVICE_TYPES:
+        raise DaclipError(f"unknown device; use {DEVICE_HELP}")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise DaclipError("device 'cuda' was asked for, but PyTorch sees no CUDA GPU here")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise DaclipError(f"device {str(device)!r} was asked for, but PyTorch sees {torch.cuda.device_count()} GPU(s)")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise DaclipError("device 'mps' was asked for, but it is not available here")
+    return device
+
+
+def available_devices() -> list[str]:
+    """Device names usable here, for menus: always ``auto`` and ``cpu``."""
+    import torch
+
+    names = ["auto"]
+    if torch.cuda.is_available():
+        names.append("cuda")
+    if torch.backends.mps.is_available():
+        names.append("mps")
+    return names + ["cpu"]
