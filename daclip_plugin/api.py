@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Optional
+from typing import Any, Mapping, Optional, Sequence
 
 import numpy as np
 
 from . import imaging, options, plugins
 from .errors import InvalidImageError, UnknownNameError
-from .interfaces import Classifier, ProgressCallback, Restorer, StopCallback
+from .interfaces import Classifier, Estimate, ProgressCallback, Restorer, StopCallback
 
 DEFAULT_RESTORER = "daclip"
 DEFAULT_CLASSIFIER = "daclip"
@@ -41,6 +41,19 @@ def list_classifiers() -> list[str]:
     return sorted(plugins.classifiers())
 
 
+def preferred_restorer(model: Optional[str] = None) -> str:
+    """The restorer a model is meant for (``tiny``: ``daclip-direct``), else :data:`DEFAULT_RESTORER`.
+
+    What the Python API, the command line, the napari console functions and the widget use
+    when no restorer is named.
+    """
+    if model is None:
+        return DEFAULT_RESTORER
+    from . import weights
+
+    return getattr(weights.get_model(model), "restorer", None) or DEFAULT_RESTORER
+
+
 def split_options(
     given: Mapping[str, Any], restorer: str, classifier: Optional[str]
 ) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -64,24 +77,32 @@ def split_options(
 
 def restore(
     image,
-    restorer: str = DEFAULT_RESTORER,
+    restorer: Optional[str] = None,
     *,
     progress: Optional[ProgressCallback] = None,
     should_stop: Optional[StopCallback] = None,
+    value_range: Optional[Sequence[float]] = None,
+    estimate: Optional[Estimate] = None,
     **given,
 ) -> np.ndarray:
     """Restore one image and return it in the input's shape and dtype.
 
     ``image`` is ``(H, W)``, ``(H, W, 1)``, ``(H, W, 3)`` or ``(H, W, 4)`` (alpha passes
-    through unchanged). The options ``given`` go to the restorer, checked against its
-    declaration (for DA-CLIP: ``model``, ``sampler``, ``steps``, ``seed``, ``device``,
-    ``tile_size``, ``precision``, ...; see ``get_restorer(name).options``). The input is
-    never modified.
+    through unchanged). ``restorer`` defaults to the ``model``'s preferred one (see
+    :func:`preferred_restorer`). The options ``given`` go to the restorer, checked against
+    its declaration (for DA-CLIP: ``model``, ``sampler``, ``steps``, ``seed``, ``device``,
+    ``tile_size``, ``precision``, ...; see ``get_restorer(name).options``). ``value_range``
+    ``(low, high)`` is the intensity range mapped to [0, 1] (values outside it are clipped;
+    default: see :func:`daclip_plugin.imaging.normalize`). ``estimate`` (from
+    :func:`estimate`) steers the restoration instead of the restorer's own estimate of this
+    image. The input is never modified.
     """
+    restorer = restorer or preferred_restorer(given.get("model"))
     component = get_restorer(restorer)
     checked = options.of(component).check(f"restorer {restorer!r}", given)
-    rgb, info = imaging.normalize(image)
-    result = component.restore(rgb, progress=progress, should_stop=should_stop, **checked)
+    rgb, info = imaging.normalize(image, value_range)
+    extra = {} if estimate is None else {"estimate": estimate}
+    result = component.restore(rgb, progress=progress, should_stop=should_stop, **extra, **checked)
     result = np.asarray(result)
     if result.shape != rgb.shape or not np.isfinite(result).all():
         raise InvalidImageError(
@@ -91,10 +112,23 @@ def restore(
     return imaging.denormalize(result, info)
 
 
-def classify(image, classifier: str = DEFAULT_CLASSIFIER, **given) -> dict[str, float]:
+def estimate(
+    image, restorer: Optional[str] = None, *, value_range: Optional[Sequence[float]] = None, **given
+) -> Optional[Estimate]:
+    """What would steer ``restorer`` on ``image`` (``None`` for restorers without estimates)."""
+    restorer = restorer or preferred_restorer(given.get("model"))
+    component = get_restorer(restorer)
+    checked = options.of(component).check(f"restorer {restorer!r}", given)
+    rgb, _ = imaging.normalize(image, value_range)
+    return component.estimate(rgb, **checked)
+
+
+def classify(
+    image, classifier: str = DEFAULT_CLASSIFIER, *, value_range: Optional[Sequence[float]] = None, **given
+) -> dict[str, float]:
     """Return the probability of each degradation for one image, most likely first."""
     component = get_classifier(classifier)
     checked = options.of(component).check(f"classifier {classifier!r}", given)
-    rgb, _ = imaging.normalize(image)
+    rgb, _ = imaging.normalize(image, value_range)
     scores = component.classify(rgb, **checked)
     return dict(sorted(scores.items(), key=lambda item: item[1], reverse=True))

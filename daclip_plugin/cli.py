@@ -208,7 +208,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
 
     from . import api, imagefiles
 
-    restorer = args.restorer or _default_restorer(getattr(args, "model", None))
+    restorer = args.restorer or api.preferred_restorer(getattr(args, "model", None))
     classifier = None if args.no_classify else args.classifier
     options, classify_options = api.split_options(_given(args), restorer, classifier)
     for path in args.images:
@@ -270,9 +270,9 @@ def cmd_make_benchmark(args: argparse.Namespace) -> int:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     """Evaluate a restorer and a classifier on a benchmark: PSNR, SSIM, accuracy, confusion matrix."""
-    from . import evaluation
+    from . import api, evaluation
 
-    restorer = args.restorer or _default_restorer(getattr(args, "model", None))
+    restorer = args.restorer or api.preferred_restorer(getattr(args, "model", None))
     classifier = None if args.classifier.lower() == "none" else args.classifier
     report = evaluation.evaluate(
         args.root,
@@ -286,15 +286,6 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.json:
         print(f"\nreport written to {evaluation.write_json(report, args.json)}")
     return 0
-
-
-def _default_restorer(model: Optional[str]) -> str:
-    """The restorer a model prefers (the built-in ``daclip`` one unless its spec says otherwise)."""
-    from . import api, weights
-
-    if model is None:
-        return api.DEFAULT_RESTORER
-    return getattr(weights.get_model(model), "restorer", None) or api.DEFAULT_RESTORER
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -7,6 +7,12 @@ option declarations) costs nothing.
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import importlib.util
+import platform
+import re
+import sys
+from pathlib import Path
 from typing import TYPE_CHECKING, Union
 
 from .errors import DaclipError
@@ -65,6 +71,51 @@ def select_device(device: Union[str, "torch.device", None] = "auto") -> "torch.d
     if device.type == "mps" and not torch.backends.mps.is_available():
         raise DaclipError("device 'mps' was asked for, but it is not available here")
     return device
+
+
+def menu_devices() -> list[str]:
+    """:func:`available_devices`, without importing torch when it is not loaded yet.
+
+    Importing torch takes seconds; a menu must not wait for it. Without it, ``cuda`` is
+    offered when the installed PyTorch is a CUDA build and the NVIDIA driver reports a GPU,
+    and ``mps`` on Apple silicon.
+    """
+    if "torch" in sys.modules:
+        return available_devices()
+    names = ["auto"]
+    if _torch_cuda_build() and _cuda_driver_gpus() > 0:
+        names.append("cuda")
+    if sys.platform == "darwin" and platform.machine() == "arm64":
+        names.append("mps")
+    return names + ["cpu"]
+
+
+def _torch_cuda_build() -> bool:
+    """Whether the installed PyTorch was built with CUDA (read from its version file)."""
+    spec = importlib.util.find_spec("torch")
+    if spec is None or not spec.origin:
+        return False
+    try:
+        text = (Path(spec.origin).parent / "version.py").read_text(encoding="utf-8")
+    except OSError:
+        return False
+    match = re.search(r"^cuda\b[^=]*=\s*(.+)$", text, re.MULTILINE)
+    return match is not None and match.group(1).strip() not in ("None", "''", '""')
+
+
+def _cuda_driver_gpus() -> int:
+    """How many GPUs the NVIDIA driver reports (0 without a driver)."""
+    names = {"win32": ("nvcuda.dll",), "darwin": ()}.get(sys.platform, ("libcuda.so.1", "libcuda.so"))
+    for name in names:
+        try:
+            driver = ctypes.CDLL(name)
+        except OSError:
+            continue
+        count = ctypes.c_int(0)
+        if driver.cuInit(0) == 0 and driver.cuDeviceGetCount(ctypes.byref(count)) == 0:
+            return count.value
+        return 0
+    return 0
 
 
 def available_devices() -> list[str]:

@@ -18,6 +18,8 @@ control=True)``, unnormalised), exactly as the IR-SDE pipeline computes them.
 
 from __future__ import annotations
 
+import contextlib
+import threading
 import warnings
 from pathlib import Path
 from typing import Optional, Sequence, Union
@@ -29,9 +31,9 @@ from torch import Tensor
 from . import checkpoints, tiling
 from .daclip_model import DEGRADATIONS, DaCLIP
 from .errors import Cancelled, WeightsNotFoundError
-from .interfaces import ProgressCallback, StopCallback
+from .interfaces import Estimate, ProgressCallback, StopCallback
 from .pipeline import DEFAULT_OVERLAP, ConditionedModel, tile_size_for
-from .unet import ConditionalUNet
+from .unet import ConditionalUNet, ResBlock
 
 #: The timestep the direct restorer passes to the UNet (a constant: there is no diffusion).
 DIRECT_TIME = 0
@@ -70,36 +72,67 @@ class DirectRestorer(ConditionedModel):
         tile_overlap: int = DEFAULT_OVERLAP,
         progress: Optional[ProgressCallback] = None,
         should_stop: Optional[StopCallback] = None,
-        **options,
+        estimate: Optional[Estimate] = None,
     ) -> np.ndarray:
         """Restore ``rgb`` in one UNet pass; returns a ``float32`` image in ``[0, 1]``.
 
         ``tile_size`` bounds the UNet's input (``None``: tiles of 512 only for images with a
-        side over 1024 px; ``0``: never). ``progress(1, 1)`` is called when done;
-        ``should_stop()`` is polled before the network runs. Other options are ignored.
+        side over 1024 px; ``0``: never). The pass reports ``progress(blocks, total)`` after
+        each of the UNet's residual blocks (of every tile), and ``should_stop()`` is polled
+        before each one, so even a single large pass shows progress and stops promptly.
+        ``estimate`` steers the UNet instead of a DA-CLIP pass over ``rgb``.
         """
         if should_stop is not None and should_stop():
             raise Cancelled("stopped before DA-CLIP ran")
-        estimate = self.estimate(rgb)
+        degra, content = self.contexts(rgb, estimate)
         tile_size = tile_size_for(rgb.shape[:2], tile_size, tile_overlap)
-        if should_stop is not None and should_stop():
-            raise Cancelled("stopped before the UNet ran")
         dtype = next(self.unet.parameters()).dtype
         lq = torch.from_numpy(np.ascontiguousarray(rgb, dtype=np.float32)).permute(2, 0, 1)[None]
         lq = lq.to(self.device, dtype)
-        degra = estimate.degra_context.to(dtype)
-        content = estimate.image_context.to(dtype)
+        degra, content = degra.to(dtype), content.to(dtype)
+        tiles = len(tiling.tile_starts(lq.shape[-2], tile_size, tile_overlap)) * len(
+            tiling.tile_starts(lq.shape[-1], tile_size, tile_overlap)
+        ) if tile_size else 1
 
         def residual(x: Tensor, _cond: Tensor) -> Tensor:
             return direct_restore(self.unet, x, degra, content) - x
 
-        if tile_size:
-            out = lq + tiling.apply_tiled(residual, lq, lq, tile_size, tile_overlap)
-        else:
-            out = direct_restore(self.unet, lq, degra, content)
-        if progress is not None:
-            progress(1, 1)
+        with block_progress(self.unet, tiles, progress, should_stop):
+            if tile_size:
+                out = lq + tiling.apply_tiled(residual, lq, lq, tile_size, tile_overlap)
+            else:
+                out = direct_restore(self.unet, lq, degra, content)
         return out.clamp(0, 1)[0].permute(1, 2, 0).float().cpu().numpy()
+
+
+@contextlib.contextmanager
+def block_progress(
+    unet: ConditionalUNet, passes: int, progress: Optional[ProgressCallback], should_stop: Optional[StopCallback]
+):
+    """Report ``progress(done, total)`` after each residual block of ``passes`` UNet passes,
+    and raise :class:`Cancelled` before a block once ``should_stop()`` is true.
+
+    Only the calling thread's passes count: the same UNet may run in other threads.
+    """
+    blocks = [module for module in unet.modules() if isinstance(module, ResBlock)]
+    total, done, owner = passes * len(blocks), [0], threading.get_ident()
+
+    def before(module, args):
+        if threading.get_ident() == owner and should_stop is not None and should_stop():
+            raise Cancelled(f"stopped after {done[0]} of {total} UNet blocks")
+
+    def after(module, args, output):
+        if threading.get_ident() == owner:
+            done[0] += 1
+            if progress is not None:
+                progress(min(done[0], total), total)
+
+    handles = [hook for block in blocks for hook in (block.register_forward_pre_hook(before), block.register_forward_hook(after))]
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
 
 
 def load_daclip_quietly(path: Union[str, Path], device="cpu") -> DaCLIP:

@@ -4,17 +4,19 @@ Supported inputs: ``(H, W)`` and ``(H, W, 1)`` grayscale, ``(H, W, 3)`` RGB and
 ``(H, W, 4)`` RGBA, of unsigned or signed integer or floating dtype.
 ``uint8`` and ``uint16`` map by their full range; floats already within ``[0, 1]`` are
 kept; any other data is rescaled by its own minimum and maximum, and mapped back
-to the same range afterwards.
+to the same range afterwards. An explicit ``value_range`` (for example the contrast limits
+of a napari layer, or 0..4095 for 12-bit data) replaces that choice.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+import math
+from typing import Optional, Sequence
 
 import numpy as np
 
-from .errors import InvalidImageError
+from .errors import InvalidImageError, InvalidOptionError
 
 _FULL_RANGE = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}
 _CHANNEL_LAYOUTS = {1: "gray1", 3: "rgb", 4: "rgba"}
@@ -67,13 +69,28 @@ def validate(image) -> np.ndarray:
     return data
 
 
-def normalize(image) -> tuple[np.ndarray, ImageInfo]:
-    """Return a contiguous ``float32`` ``(H, W, 3)`` RGB copy in ``[0, 1]`` and how to undo it."""
+def check_value_range(value_range: Sequence[float]) -> tuple[float, float]:
+    """``(low, high)`` as floats, or an error saying what a value range must be."""
+    try:
+        low, high = (float(v) for v in value_range)
+    except (TypeError, ValueError):
+        low = high = math.nan
+    if not (math.isfinite(low) and math.isfinite(high) and low < high):
+        raise InvalidOptionError(f"value_range must be two finite numbers (low, high) with low < high; got {value_range!r}")
+    return low, high
+
+
+def normalize(image, value_range: Optional[Sequence[float]] = None) -> tuple[np.ndarray, ImageInfo]:
+    """Return a contiguous ``float32`` ``(H, W, 3)`` RGB copy in ``[0, 1]`` and how to undo it.
+
+    ``value_range`` ``(low, high)`` maps ``low`` to 0 and ``high`` to 1 (values outside are
+    clipped); by default it is chosen from the data (see the module docstring).
+    """
     data = validate(image)
     layout = _layout(data.shape)
     alpha = data[..., 3].copy() if layout == "rgba" else None
     color = data[..., :3] if layout == "rgba" else data
-    low, high = _value_range(color)
+    low, high = _value_range(color) if value_range is None else check_value_range(value_range)
     scaled = (color.astype(np.float64) - low) / (high - low)
     if layout == "gray":
         scaled = scaled[..., None]

@@ -6,7 +6,8 @@ Every component receives images already normalised by :mod:`daclip_plugin.imagin
 
 from __future__ import annotations
 
-from typing import Any, Callable, Optional, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping, Optional, Sequence
 
 import numpy as np
 
@@ -16,6 +17,29 @@ from . import options as _options
 ProgressCallback = Callable[[int, int], None]
 #: Polled between units of work; returning ``True`` asks the run to stop.
 StopCallback = Callable[[], bool]
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """What steers a restoration: the degradation probabilities and the model's conditioning.
+
+    ``contexts`` are the restorer's own inputs (for DA-CLIP, the UNet's two context
+    tensors); :meth:`mean` averages several estimates, e.g. over the slices of a stack.
+    """
+
+    probabilities: Mapping[str, float]
+    contexts: Mapping[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def mean(cls, estimates: Sequence["Estimate"]) -> "Estimate":
+        """The element-wise mean of ``estimates`` (probabilities and contexts)."""
+        if not estimates:
+            raise ValueError("no estimates to average")
+        names = list(dict.fromkeys(name for item in estimates for name in item.probabilities))
+        count = len(estimates)
+        probabilities = {name: sum(float(item.probabilities.get(name, 0.0)) for item in estimates) / count for name in names}
+        contexts = {key: sum(item.contexts[key] for item in estimates) / count for key in estimates[0].contexts}
+        return cls(dict(sorted(probabilities.items(), key=lambda kv: kv[1], reverse=True)), contexts)
 
 
 class _Component:
@@ -53,8 +77,17 @@ class Restorer(_Component):
         should_stop: Optional[StopCallback] = None,
         **options,
     ) -> np.ndarray:
-        """Return the restored ``float32`` ``(H, W, 3)`` image in ``[0, 1]``."""
+        """Return the restored ``float32`` ``(H, W, 3)`` image in ``[0, 1]``.
+
+        A restorer that implements :meth:`estimate` also takes ``estimate=`` (an
+        :class:`Estimate`), and is then steered by it instead of by its own estimate of
+        ``image``: one estimate can steer every slice of a stack.
+        """
         raise NotImplementedError
+
+    def estimate(self, image: np.ndarray, **options) -> Optional[Estimate]:
+        """What would steer the restoration of ``image`` (``None``: this restorer has no such thing)."""
+        return None
 
 
 class Classifier(_Component):

@@ -22,7 +22,7 @@ from typing import Any, Iterable, Mapping, Optional
 from .errors import InvalidOptionError, UnknownNameError
 
 #: Keyword arguments of ``restore`` / ``classify`` that are not options.
-NOT_OPTIONS = ("progress", "should_stop")
+NOT_OPTIONS = ("progress", "should_stop", "estimate")
 _ANY = object()  # the type of an option read from a signature: any value is passed on
 
 

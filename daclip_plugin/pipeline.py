@@ -18,7 +18,7 @@ from . import samplers, tiling, weights
 from .devices import select_device, unet_precision
 from .daclip_model import DEGRADATIONS, DaCLIP, DegradationClassifier, DegradationEstimate
 from .errors import Cancelled, DaclipError, InvalidImageError
-from .interfaces import ProgressCallback, StopCallback
+from .interfaces import Estimate, ProgressCallback, StopCallback
 from .sde import IRSDESchedule
 from .unet import ConditionalUNet
 
@@ -72,6 +72,28 @@ class ConditionedModel:
         """Probability of each degradation prompt."""
         return self.estimate(rgb).as_dict()
 
+    def conditioning(self, rgb: np.ndarray) -> Estimate:
+        """:meth:`estimate` as a restorer's :class:`~daclip_plugin.interfaces.Estimate` (contexts on the CPU)."""
+        found = self.estimate(rgb)
+        contexts = {"degradation": found.degra_context.cpu(), "image": found.image_context.cpu()}
+        return Estimate(found.as_dict(), contexts)
+
+    def contexts(self, rgb: np.ndarray, estimate: Optional[Estimate] = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The UNet's ``(degradation, image)`` contexts on its device: from ``estimate``, or one DA-CLIP pass."""
+        if estimate is None:
+            found = self.estimate(rgb)
+            return found.degra_context, found.image_context
+        _check_rgb(rgb)
+        degradation, image = (estimate.contexts.get(key) for key in ("degradation", "image"))
+        model = self.daclip.logit_scale  # the device and dtype of DA-CLIP's own contexts
+        expected = (1, self.classifier.text_features.shape[-1])
+        if not all(torch.is_tensor(c) and tuple(c.shape) == expected for c in (degradation, image)):
+            raise DaclipError(
+                f"this estimate does not fit the model: it needs DA-CLIP contexts of shape {expected} "
+                "(an estimate made by a DA-CLIP restorer with the same model)"
+            )
+        return degradation.to(model.device, model.dtype), image.to(model.device, model.dtype)
+
 
 class DaclipPipeline(ConditionedModel):
     """A loaded DA-CLIP model and IR-SDE restoration UNet, ready to classify and restore images."""
@@ -100,6 +122,7 @@ class DaclipPipeline(ConditionedModel):
         precision: str = "fp32",
         progress: Optional[ProgressCallback] = None,
         should_stop: Optional[StopCallback] = None,
+        estimate: Optional[Estimate] = None,
     ) -> np.ndarray:
         """Restore ``rgb`` by IR-SDE sampling; returns a ``float32`` image in ``[0, 1]``.
 
@@ -109,16 +132,17 @@ class DaclipPipeline(ConditionedModel):
         ``tile_size`` bounds the UNet's input (``None``: tiles only for images with a side
         over 1024 px; ``0``: never). ``precision`` is one of :data:`PRECISIONS`.
         ``progress(calls, total)`` is called after every network call and ``should_stop()``
-        is polled before each one.
+        is polled before each one. ``estimate`` (see :meth:`conditioning`) steers the UNet
+        instead of a DA-CLIP pass over ``rgb``.
         """
         sample = samplers.get(sampler).load()
         if should_stop is not None and should_stop():
             raise Cancelled("stopped before DA-CLIP ran")
-        estimate = self.estimate(rgb)
+        contexts = self.contexts(rgb, estimate)
         device = self.device
         lq = torch.from_numpy(np.ascontiguousarray(rgb, dtype=np.float32)).permute(2, 0, 1)[None].to(device)
         tile = tile_size_for(lq.shape[-2:], tile_size, tile_overlap)
-        noise_fn = self._noise_fn(lq, estimate, tile, tile_overlap)
+        noise_fn = self._noise_fn(lq, contexts, tile, tile_overlap)
         generator = torch.Generator(device=device)
         if seed is None:
             generator.seed()
@@ -131,10 +155,11 @@ class DaclipPipeline(ConditionedModel):
             )
         return out.clamp(0, 1)[0].permute(1, 2, 0).float().cpu().numpy()
 
-    def _noise_fn(self, lq: torch.Tensor, estimate: DegradationEstimate, tile: int, overlap: int):
+    def _noise_fn(self, lq: torch.Tensor, contexts: tuple[torch.Tensor, torch.Tensor], tile: int, overlap: int):
+        degradation, image = contexts
+
         def predict(x, cond, t):
-            noise = self.unet(x, cond, t, text_context=estimate.degra_context, image_context=estimate.image_context)
-            return noise.float()
+            return self.unet(x, cond, t, text_context=degradation, image_context=image).float()
 
         if not tile:
             return lambda x, t: predict(x, lq, t)

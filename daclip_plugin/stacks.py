@@ -34,6 +34,8 @@ import numpy as np
 
 from . import api
 from .errors import Cancelled, DaclipError, InvalidImageError
+from .interfaces import Estimate, Restorer
+from .options import of as options_of
 
 __all__ = [
     "StackProgress",
@@ -63,7 +65,7 @@ class StackProgress:
     said how many steps it takes.
     """
 
-    stage: str  # "restore" or "classify"
+    stage: str  # "estimate" (DA-CLIP over the stack first), "restore" or "classify"
     index: Index
     slice: int
     slices: int
@@ -78,7 +80,7 @@ class StackProgress:
 
     def describe(self) -> str:
         """``"slice 2/5, step 40/100"`` (the parts that apply)."""
-        parts = []
+        parts = ["estimating"] if self.stage == "estimate" else []
         if self.slices > 1 or self.index:
             parts.append(f"slice {self.slice + 1}/{self.slices}")
         if self.steps:
@@ -93,13 +95,16 @@ class StackResult:
     ``data`` is the restored array (``None`` for classification), in the source's dtype: the
     source's shape when every slice was restored, or ``(1, ..., 1) + image shape`` for a
     single slice, whose position in the source is ``offset`` (one entry per leading axis).
-    ``probabilities`` maps each classified slice's index to its degradation probabilities.
+    ``probabilities`` maps each slice's index to the degradation probabilities that steered
+    its restoration (or that its classification gave). ``steering`` says where they came
+    from: ``{"conditioning": "each" | "current" | "mean", "reference": index or None}``.
     """
 
     data: Optional[np.ndarray]
     indices: list[Index]
     offset: Index
     probabilities: dict[Index, dict[str, float]] = field(default_factory=dict)
+    steering: dict[str, Any] = field(default_factory=dict)
 
     @property
     def mean_probabilities(self) -> dict[str, float]:
@@ -187,6 +192,35 @@ def mean_probabilities(scores: Iterable[Mapping[str, float]]) -> dict[str, float
 # --------------------------------------------------------------------------- the work
 
 
+#: How the slices of a stack are steered: each by its own estimate, all by the estimate of
+#: one reference slice, or all by the mean estimate of the slices.
+CONDITIONING = ("each", "current", "mean")
+
+
+def _check_finite(data, indices: list[Index], should_stop: StopFlag) -> None:
+    """Refuse NaN or infinite values before any work, naming the slice (float data only)."""
+    if np.dtype(_shape_and_dtype(data)[1]).kind != "f":
+        return
+    for idx in indices:
+        _check_stop(should_stop)
+        if not np.isfinite(np.asarray(data[idx])).all():
+            where = f"slice {idx}" if idx else "the image"
+            raise InvalidImageError(f"{where} has NaN or infinite values; replace them first")
+
+
+def _shared_estimate(data, restorer, indices, conditioning, reference, value_range, options, emit, should_stop):
+    """The estimate that steers every slice (``None`` for ``"each"``)."""
+    if conditioning == "each":
+        return None
+    sources = [reference if reference is not None else indices[0]] if conditioning == "current" else indices
+    found = []
+    for number, idx in enumerate(sources):
+        _check_stop(should_stop)
+        emit(StackProgress("estimate", idx, number, len(sources), 0, 0))
+        found.append(api.estimate(np.asarray(data[idx]), restorer, value_range=value_range, **options))
+    return None if None in found else Estimate.mean(found)
+
+
 def _restore(
     data,
     restorer: str,
@@ -197,22 +231,42 @@ def _restore(
     classifier_options: Mapping[str, Any],
     emit: Callable[[StackProgress], None],
     should_stop: StopFlag,
+    value_range=None,
+    conditioning: str = "each",
+    reference: Optional[Iterable[int]] = None,
 ) -> StackResult:
     check_stack(data, rgb)
-    api.get_restorer(restorer)  # an unknown name fails before any work
-    if classifier is not None:
+    if conditioning not in CONDITIONING:
+        raise DaclipError(f"conditioning must be one of {', '.join(CONDITIONING)}; got {conditioning!r}")
+    component = api.get_restorer(restorer)  # an unknown name fails before any work
+    options = dict(options_of(component).check(f"restorer {restorer!r}", options))
+    steered = getattr(type(component), "estimate", Restorer.estimate) is not Restorer.estimate  # takes estimates
+    if classifier is not None and not steered:
         api.get_classifier(classifier)
     shape, dtype = _shape_and_dtype(data)
     indices, offset, out_shape = _plan(shape, rgb, index)
+    if reference is not None:
+        reference = slice_indices(shape, rgb, reference)[0]
+    _check_finite(data, indices, should_stop)
+    conditioning = conditioning if steered else "each"
+    shared = None
+    if steered:
+        shared = _shared_estimate(data, restorer, indices, conditioning, reference, value_range, options, emit, should_stop)
     out = np.empty(out_shape, dtype=dtype)
     probabilities: dict[Index, dict[str, float]] = {}
     total = len(indices)
     for number, idx in enumerate(indices):
         _check_stop(should_stop)
         image = np.asarray(data[idx])
-        if classifier is not None:
-            probabilities[idx] = api.classify(image, classifier, **classifier_options)
-            _check_stop(should_stop)
+        estimate = shared
+        if steered and estimate is None:
+            emit(StackProgress("estimate", idx, number, total, 0, 0))
+            estimate = api.estimate(image, restorer, value_range=value_range, **options)
+        if estimate is not None:
+            probabilities[idx] = dict(estimate.probabilities)
+        elif classifier is not None:
+            probabilities[idx] = api.classify(image, classifier, value_range=value_range, **classifier_options)
+        _check_stop(should_stop)
         emit(StackProgress("restore", idx, number, total, 0, 0))
         last = [0, 0]
 
@@ -221,12 +275,15 @@ def _restore(
             emit(StackProgress("restore", idx, number, total, int(done), int(steps)))
             _check_stop(should_stop)
 
-        restored = api.restore(image, restorer, progress=step, should_stop=should_stop, **options)
+        restored = api.restore(
+            image, restorer, progress=step, should_stop=should_stop, value_range=value_range, estimate=estimate, **options
+        )
         out[tuple(i - o for i, o in zip(idx, offset))] = restored
         if not (last[1] and last[0] >= last[1]):
             steps = last[1] or 1
             emit(StackProgress("restore", idx, number, total, steps, steps))
-    return StackResult(out, indices, offset, probabilities)
+    steering = {"conditioning": conditioning, "reference": list(reference or indices[0]) if conditioning == "current" else None}
+    return StackResult(out, indices, offset, probabilities, steering)
 
 
 def _classify(
@@ -237,16 +294,18 @@ def _classify(
     options: Mapping[str, Any],
     emit: Callable[[StackProgress], None],
     should_stop: StopFlag,
+    value_range=None,
 ) -> StackResult:
     check_stack(data, rgb)
     api.get_classifier(classifier)
     shape, _ = _shape_and_dtype(data)
     indices, offset, _ = _plan(shape, rgb, index)
+    _check_finite(data, indices, should_stop)
     probabilities: dict[Index, dict[str, float]] = {}
     total = len(indices)
     for number, idx in enumerate(indices):
         _check_stop(should_stop)
-        probabilities[idx] = api.classify(np.asarray(data[idx]), classifier, **options)
+        probabilities[idx] = api.classify(np.asarray(data[idx]), classifier, value_range=value_range, **options)
         emit(StackProgress("classify", idx, number, total, 1, 1))
     _check_stop(should_stop)
     return StackResult(None, indices, offset, probabilities)
@@ -254,10 +313,13 @@ def _classify(
 
 def restore_stack(
     data,
-    restorer: str = api.DEFAULT_RESTORER,
+    restorer: Optional[str] = None,
     *,
     rgb: bool = False,
     index: Optional[Iterable[int]] = None,
+    value_range=None,
+    conditioning: str = "each",
+    reference: Optional[Iterable[int]] = None,
     classifier: Optional[str] = None,
     classifier_options: Optional[Mapping[str, Any]] = None,
     progress: Optional[Callable[[StackProgress], None]] = None,
@@ -266,13 +328,26 @@ def restore_stack(
 ) -> StackResult:
     """Restore every slice of ``data`` (or only the one at ``index``) with ``restorer``.
 
-    ``options`` go to the restorer as they are (:meth:`daclip_plugin.options.OptionSet.applicable`
-    picks, from a set of settings, those a restorer takes).
-    With ``classifier``, each slice is classified first and the result carries its
-    probabilities. ``progress(event)`` gets a :class:`StackProgress` at every step.
+    ``restorer`` defaults to the ``model``'s preferred one. ``options`` go to the restorer,
+    checked against its declaration before any work (:meth:`daclip_plugin.options.OptionSet.applicable`
+    picks, from a set of settings, those a restorer takes). ``value_range`` is the intensity
+    range mapped to [0, 1] (see :func:`daclip_plugin.imaging.normalize`); the same for every
+    slice, so that they are restored alike.
+
+    ``conditioning`` (restorers that take estimates, such as DA-CLIP's): ``"each"`` steers
+    every slice by its own estimate; ``"current"`` steers all by the estimate of the slice at
+    ``reference`` (default: the first one visited); ``"mean"`` by the mean estimate of all
+    visited slices (one DA-CLIP pass per slice first), so that a stack is restored evenly.
+    The result records the probabilities that steered each slice; for restorers without
+    estimates, ``classifier`` (if given) classifies each slice for the record.
+    ``progress(event)`` gets a :class:`StackProgress` at every step.
     """
     emit = progress if progress is not None else (lambda event: None)
-    return _restore(data, restorer, rgb, index, options, classifier, dict(classifier_options or {}), emit, should_stop)
+    restorer = restorer or api.preferred_restorer(options.get("model"))
+    return _restore(
+        data, restorer, rgb, index, options, classifier, dict(classifier_options or {}), emit, should_stop,
+        value_range, conditioning, reference,
+    )
 
 
 def classify_stack(
@@ -281,13 +356,14 @@ def classify_stack(
     *,
     rgb: bool = False,
     index: Optional[Iterable[int]] = None,
+    value_range=None,
     progress: Optional[Callable[[StackProgress], None]] = None,
     should_stop: StopFlag = None,
     **options,
 ) -> StackResult:
     """Classify every slice of ``data`` (or only the one at ``index``); see :class:`StackResult`."""
     emit = progress if progress is not None else (lambda event: None)
-    return _classify(data, classifier, rgb, index, options, emit, should_stop)
+    return _classify(data, classifier, rgb, index, options, emit, should_stop, value_range)
 
 
 # --------------------------------------------------------------------------- generators
@@ -306,7 +382,7 @@ def relay(
     ``run(emit, should_stop)`` runs in a helper thread; every ``emit(event)`` is yielded here
     as it happens, and ``run``'s return value becomes the generator's return value (its
     exception is raised here). Closing the generator early asks ``run`` to stop through its
-    ``should_stop``.
+    ``should_stop`` and waits until it has.
     """
     events: "queue.SimpleQueue[Any]" = queue.SimpleQueue()
     closed = threading.Event()
@@ -334,9 +410,10 @@ def relay(
                 break
             yield item
     finally:
-        if not finished:  # closed early: the helper stops at its next step, on its own
+        if not finished:  # closed early: the helper stops at its next step
             closed.set()
-    thread.join()
+        # wait for it even then: a thread still running torch code when the process exits aborts it
+        thread.join()
     if "error" in outcome:
         raise outcome["error"]
     return outcome["value"]
@@ -344,20 +421,15 @@ def relay(
 
 def iter_restore_stack(
     data,
-    restorer: str = api.DEFAULT_RESTORER,
+    restorer: Optional[str] = None,
     *,
-    rgb: bool = False,
-    index: Optional[Iterable[int]] = None,
-    classifier: Optional[str] = None,
-    classifier_options: Optional[Mapping[str, Any]] = None,
     should_stop: StopFlag = None,
-    **options,
+    **arguments,
 ) -> Generator[StackProgress, None, StackResult]:
     """:func:`restore_stack` as a generator of :class:`StackProgress` returning the :class:`StackResult`."""
-    classifier_options = dict(classifier_options or {})
 
     def run(emit, stop):
-        return _restore(data, restorer, rgb, index, options, classifier, classifier_options, emit, stop)
+        return restore_stack(data, restorer, progress=emit, should_stop=stop, **arguments)
 
     return (yield from relay(run, should_stop=should_stop, name="daclip-restore"))
 
@@ -366,14 +438,12 @@ def iter_classify_stack(
     data,
     classifier: str = api.DEFAULT_CLASSIFIER,
     *,
-    rgb: bool = False,
-    index: Optional[Iterable[int]] = None,
     should_stop: StopFlag = None,
-    **options,
+    **arguments,
 ) -> Generator[StackProgress, None, StackResult]:
     """:func:`classify_stack` as a generator of :class:`StackProgress` returning the :class:`StackResult`."""
 
     def run(emit, stop):
-        return _classify(data, classifier, rgb, index, options, emit, stop)
+        return classify_stack(data, classifier, progress=emit, should_stop=stop, **arguments)
 
     return (yield from relay(run, should_stop=should_stop, name="daclip-classify"))

@@ -55,12 +55,19 @@ class DaclipRestorer(Restorer):
                choices=PRECISIONS),
     )
 
-    def restore(self, image, *, progress=None, should_stop=None, **options):
+    def _engine(self, options):
         o = self.resolve_options(options)
-        engine = _pipeline(o["model"], o["daclip_path"], o["unet_path"], o["download"], o["device"])
+        return o, _pipeline(o["model"], o["daclip_path"], o["unet_path"], o["download"], o["device"])
+
+    def estimate(self, image, **options):
+        return self._engine(options)[1].conditioning(image)
+
+    def restore(self, image, *, progress=None, should_stop=None, estimate=None, **options):
+        o, engine = self._engine(options)
         return engine.restore(
             image, sampler=o["sampler"], sampler_options=samplers.options_for(o), seed=o["seed"],
             tile_size=o["tile_size"], precision=o["precision"], progress=progress, should_stop=should_stop,
+            estimate=estimate,
         )
 
 
@@ -71,14 +78,22 @@ class DaclipDirectRestorer(Restorer):
     description = "DA-CLIP-conditioned UNet, one pass per image, deterministic (the embedded 'tiny' model's restorer)"
     options = (*_model_options("tiny", "use this direct restorer UNet checkpoint instead of the model's"), TILE_SIZE)
 
-    def restore(self, image, *, progress=None, should_stop=None, **options):
+    def _engine(self, options):
         from daclip_plugin import direct
 
         o = self.resolve_options(options)
-        restorer = direct.load_model(
+        return o, direct.load_model(
             o["model"], daclip_path=o["daclip_path"], unet_path=o["unet_path"], download=o["download"], device=o["device"]
         )
-        return restorer.restore(image, tile_size=o["tile_size"], progress=progress, should_stop=should_stop)
+
+    def estimate(self, image, **options):
+        return self._engine(options)[1].conditioning(image)
+
+    def restore(self, image, *, progress=None, should_stop=None, estimate=None, **options):
+        o, engine = self._engine(options)
+        return engine.restore(
+            image, tile_size=o["tile_size"], progress=progress, should_stop=should_stop, estimate=estimate
+        )
 
 
 class DaclipClassifier(Classifier):

@@ -11,6 +11,12 @@ import pytest
 from daclip_plugin import plugins
 
 
+@pytest.fixture(autouse=True)
+def private_settings(tmp_path_factory, monkeypatch):
+    """The napari widget keeps its settings in a folder of the test's own, never the user's."""
+    monkeypatch.setenv("DACLIP_CONFIG_DIR", str(tmp_path_factory.mktemp("config")))
+
+
 @pytest.fixture
 def fresh_plugins():
     """Rediscover plugins before and after the test, so state never leaks between tests."""

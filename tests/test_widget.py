@@ -125,7 +125,8 @@ def test_restore_adds_a_layer_with_the_source_geometry_and_settings(open_widget,
     run(qtbot, widget)
 
     result = viewer.layers["noisy" + RESULT_SUFFIX]
-    np.testing.assert_array_equal(result.data, 65535 - data)
+    # the contrast limits are what maps to [0, 1] (the default intensity choice), and back
+    np.testing.assert_array_equal(result.data, 60100 - np.clip(data, 100, 60000))
     assert result.data.dtype == np.uint16
     np.testing.assert_allclose(result.scale, source.scale)
     np.testing.assert_allclose(result.translate, source.translate)
@@ -175,12 +176,13 @@ def test_two_layers_rgba_and_float_at_once(open_widget, qtbot):
     np.testing.assert_array_equal(out_a.data[..., :3], 255 - rgba[..., :3])
     np.testing.assert_array_equal(out_a.data[..., 3], rgba[..., 3])  # alpha passes through
     assert out_b.data.dtype == np.float32
-    np.testing.assert_allclose(out_b.data, 1 - gray, atol=1e-6)
+    low, high = b.contrast_limits
+    np.testing.assert_allclose(out_b.data, low + high - gray, atol=1e-6)
     # every step of both layers was reported, and described with its layer
     progress = [item for item in seen if item[0] == "progress"]
     assert [(number, event.step) for _, number, event in progress] == [(n, k) for n in (0, 1) for k in range(5)]
     assert [item[1] for item in seen if item[0] == "done"] == [0, 1]
-    assert "(layer 2/2): step 4/4" in widget._describe_progress(progress[-1])[2]
+    assert "(layer 2/2): step 4/4" in widget.last_run.describe(progress[-1])[2]
 
 
 def test_stacks_current_slice_all_slices_dask_and_multiscale(open_widget, qtbot):
@@ -281,7 +283,7 @@ def test_classify_shows_probabilities_and_changes_no_layer(open_widget, qtbot):
     assert len(viewer.layers) == 2 and dark.metadata == {"k": 1} and bright.metadata == {}
     assert max(widget.probabilities["dark"], key=widget.probabilities["dark"].get) == "low-light"
     assert max(widget.probabilities["bright"], key=widget.probabilities["bright"].get) == "hazy"
-    table = widget._table.native
+    table = widget._table.table
     assert not table.isHidden() and table.rowCount() == 10 and table.columnCount() == 2
     headers = [table.horizontalHeaderItem(c).text() for c in range(2)]
     rows = [table.verticalHeaderItem(r).text() for r in range(10)]

@@ -1,0 +1,34 @@
+"""What the widget shows about layers and models: stacks, and whether a model's files are here."""
+
+from __future__ import annotations
+
+from .. import stacks, weights
+from ..errors import DaclipError
+from .layers import layer_source
+
+
+def is_stack(layer) -> bool:
+    """Whether ``layer`` has leading axes (time, z, ...) besides its image axes."""
+    try:
+        data, rgb = layer_source(layer)
+    except DaclipError:
+        return False
+    return data.ndim > stacks.image_ndim(rgb)
+
+
+def model_ready(name: str) -> bool:
+    """Whether every file of model ``name`` is on this computer."""
+    try:
+        return all(item.found for item in weights.status(name))
+    except Exception:
+        return False
+
+
+def model_state(spec) -> str:
+    """``"built in"``, ``"ready"`` or ``"not downloaded, 1.2 GB"``, for the model menu."""
+    if model_ready(spec.name):
+        return "built in" if spec.embedded else "ready"
+    files = weights.status(spec)
+    sizes = [item.size for item in files if not item.found]
+    size = weights.format_size(sum(sizes)) if sizes and None not in sizes else ""
+    return f"not downloaded{', ' + size if size else ''}"

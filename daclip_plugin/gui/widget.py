@@ -1,0 +1,575 @@
+"""The napari dock widget: pick layers and settings, run in worker threads, show progress.
+
+The work is the console's (:mod:`daclip_plugin.gui.console`: one plan per layer, run by
+:mod:`daclip_plugin.stacks`); this module holds the controls. Settings reach a restorer only
+if it declares that option and it applies (``steps``: with the MaRS sampler; see
+:meth:`daclip_plugin.options.OptionSet.applicable`); controls that do not apply are greyed
+out. Opening the panel imports no torch; settings are kept between sessions
+(:mod:`daclip_plugin.gui.settings`). Closing the panel stops its run, and quitting napari
+waits for the run to stop.
+"""
+
+from __future__ import annotations
+
+import time
+import weakref
+from typing import TYPE_CHECKING, Any, Mapping, Optional
+
+from magicgui.widgets import CheckBox, ComboBox, Container, Label, ProgressBar, PushButton, Select, SpinBox
+from napari.layers import Image
+from napari.qt.threading import thread_worker
+from napari.utils import progress as napari_progress
+from napari.utils.notifications import show_error, show_info, show_warning
+from qtpy.QtCore import QEvent, QObject, QThreadPool
+from qtpy.QtGui import QFontMetrics
+from qtpy.QtWidgets import QApplication, QSizePolicy
+
+from .. import api, samplers, weights
+from ..devices import menu_devices
+from ..errors import Cancelled, DaclipError
+from ..options import of as options_of
+from . import settings as saved
+from .console import classifier_options, default_classifier, plan_restore
+from .jobs import Run, Task, classify_jobs, download_job, restore_jobs
+from .layers import is_restorable, prepare_layer
+from .models import is_stack, model_ready, model_state
+from .runtime import avoid_llvm_clash, unwrap
+from .table import ProbabilityTable
+
+if TYPE_CHECKING:
+    import napari.viewer
+
+#: What each setting control does (its tooltip while it applies).
+TOOLTIPS = {
+    "model": "model weights",
+    "sampler": "posterior: the official 100-step sampler; sde: reverse SDE, 100 steps; mars: fast, 'Steps' network calls",
+    "steps": "network calls of the MaRS sampler (10-20 match the 100-step posterior sampler)",
+    "seed": "random seed (random: a fresh seed every run)",
+    "device": "where the model runs",
+}
+#: The controls whose values are kept between sessions.
+REMEMBERED = ("restorer", "model", "sampler", "steps", "seed", "device", "slices", "conditioning", "intensity", "follow")
+#: How long quitting napari waits for a run to stop (it stops within one step).
+QUIT_WAIT_MS = 120_000
+
+
+class _CloseWatcher(QObject):
+    """Tells the widget when napari takes it out of its dock (the panel's X) or quits."""
+
+    def __init__(self, widget: "DaclipWidget") -> None:
+        super().__init__(widget.native)
+        self._widget = weakref.ref(widget)
+        widget.native.installEventFilter(self)
+        QApplication.instance().aboutToQuit.connect(self._quitting)
+
+    def _call(self, method: str) -> None:
+        widget = self._widget()
+        if widget is not None:
+            getattr(widget, method)()
+
+    def eventFilter(self, obj, event) -> bool:  # noqa: N802 (Qt's name)
+        if event.type() == QEvent.Type.ParentChange and obj.parent() is None:
+            self._call("close_panel")
+        return False
+
+    def _quitting(self) -> None:
+        self._call("wait_for_run")
+
+
+class DaclipWidget(Container):
+    """Classify and restore image layers with DA-CLIP (or any installed restorer)."""
+
+    def __init__(self, viewer: napari.viewer.Viewer):
+        super().__init__(labels=False)
+        avoid_llvm_clash()
+        self._viewer = unwrap(viewer)
+        self._closed = False
+        self._run: Optional[Run] = None
+        #: the latest run, kept when it is over
+        self.last_run: Optional[Run] = None
+        self._pending = None
+        self._flushing = False
+        #: probabilities of the last classification or restoration of each layer, by layer name
+        self.probabilities: dict[str, dict[str, float]] = {}
+        self._build_controls()
+        self._connect()
+        self._restore_settings(saved.load())
+        self._update_controls()
+        self._watcher = _CloseWatcher(self)
+        widget = weakref.ref(self)
+        self.native.destroyed.connect(lambda *_: (lambda w: w is not None and w.close_panel())(widget()))
+
+    # ----------------------------------------------------------------- building
+
+    def _build_controls(self) -> None:
+        self._layers = Select(label="Image layers", choices=self._layer_choices, allow_multiple=True,
+                              tooltip="image layers to classify or restore (Ctrl/Shift-click for several)")
+        self._layers.native.setMaximumHeight(90)
+        self._follow = CheckBox(text="follow napari's layer selection", value=False,
+                                tooltip="select here the image layers selected in napari's layer list")
+        self._restorer = ComboBox(label="Restorer", choices=self._restorer_choices, tooltip="restoration method")
+        self._model = ComboBox(label="Model", choices=self._model_choices, tooltip=TOOLTIPS["model"])
+        self._download = PushButton(text="Download", tooltip="download the selected model's weights")
+        self._sampler = ComboBox(label="Sampler", choices=self._sampler_choices, tooltip=TOOLTIPS["sampler"])
+        steps = samplers.MARS_OPTIONS.get("steps")
+        self._steps = SpinBox(label="Steps", value=steps.default, min=steps.minimum, max=steps.maximum, tooltip=TOOLTIPS["steps"])
+        self._seed = SpinBox(label="Seed", value=0, min=-1, max=2**31 - 1, tooltip=TOOLTIPS["seed"])
+        self._seed.native.setSpecialValueText("random")
+        self._device = ComboBox(label="Device", choices=lambda _=None: menu_devices(), tooltip=TOOLTIPS["device"])
+        self._slices = ComboBox(label="Slices", choices=[("current slice", "current"), ("all slices", "all")], value="current",
+                                tooltip="for stacks (time, z, ...): restore the slice shown now, or every slice")
+        self._conditioning = ComboBox(
+            label="Steering", choices=[("whole stack (mean)", "mean"), ("shown slice", "current"), ("each slice", "each")],
+            value="mean", tooltip="for all slices of a stack: what DA-CLIP estimate steers them (one for all keeps them alike)",
+        )
+        self._intensity = ComboBox(
+            label="Intensity", choices=[("contrast limits", "contrast"), ("data range", "data"), ("full dtype range", "dtype")],
+            value="contrast", tooltip="which values count as black and white: the layer's contrast limits (what you see), "
+                                      "its data's range, or its dtype's full range",
+        )
+        self._classify_button = PushButton(text="Classify", tooltip="degradation probabilities of the selected layers")
+        self._restore_button = PushButton(text="Restore", tooltip="restore the selected layers into new '[restored]' layers")
+        self._cancel_button = PushButton(text="Cancel", tooltip="stop the running job within one step", enabled=False)
+        self._progress = ProgressBar(value=0, min=0, max=1)
+        self._status = Label(value="Ready")
+        self._status.native.setWordWrap(True)
+        self._status.native.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
+        self._table = ProbabilityTable()
+
+        def row(label: str, *widgets) -> Container:
+            line = Container(widgets=list(widgets), layout="horizontal", labels=False, label=label)
+            line.margins = (0, 0, 0, 0)
+            return line
+
+        self._form = Container(
+            widgets=[self._layers, row("", self._follow), self._restorer, row("Model", self._model, self._download),
+                     row("Sampler", self._sampler, Label(value="Steps"), self._steps), self._seed, self._device, self._intensity,
+                     self._slices, self._conditioning],
+            labels=True,
+        )
+        self._form.margins = (0, 0, 0, 0)
+        buttons = row("", self._classify_button, self._restore_button, self._cancel_button)
+        self.margins = (4, 4, 4, 4)
+        self.extend([self._form, buttons, self._progress, self._status, self._table])
+        metrics = QFontMetrics(self.native.font())
+        width = max(72, int(1.25 * max(metrics.horizontalAdvance(w.label) for w in self._form)))
+        for control in self._form:
+            labeled = control._labeled_widget()
+            if labeled is not None:
+                labeled.label_width = width
+
+    def _connect(self) -> None:
+        self._restorer.changed.connect(self._sampler.reset_choices)
+        for control in (self._restorer, self._sampler, self._model, self._layers, self._slices):
+            control.changed.connect(self._update_controls)
+        self._model.changed.connect(self._use_preferred_restorer)
+        self._follow.changed.connect(self._follow_selection)
+        for control in self._remembered().values():
+            control.changed.connect(self._save_settings)
+        self._download.changed.connect(self._start_download)
+        self._classify_button.changed.connect(self._start_classify)
+        self._restore_button.changed.connect(self._start_restore)
+        self._cancel_button.changed.connect(self.cancel)
+        layers = self._viewer.layers
+        layers.events.inserted.connect(self._on_layer_inserted)
+        layers.events.removed.connect(self._on_layer_removed)
+        layers.events.moved.connect(self._refresh_layers)
+        layers.selection.events.changed.connect(self._follow_selection)
+        for layer in layers:
+            layer.events.name.connect(self._refresh_layers)
+
+    def _disconnect(self) -> None:
+        layers = self._viewer.layers
+        for signal, slot in ((layers.events.inserted, self._on_layer_inserted), (layers.events.removed, self._on_layer_removed),
+                             (layers.events.moved, self._refresh_layers), (layers.selection.events.changed, self._follow_selection)):
+            signal.disconnect(slot)
+        for layer in layers:
+            layer.events.name.disconnect(self._refresh_layers)
+
+    # ----------------------------------------------------------------- closing
+
+    def close_panel(self) -> None:
+        """The panel was closed (or napari quits): stop any run, ignore its late reports, save the settings."""
+        if self._closed:
+            return
+        self._save_settings()
+        self._closed = True
+        run = self._run
+        if run is not None:
+            run.stop.set()
+            run.worker.quit()
+            if run.pbar is not None:
+                run.pbar.close()
+        try:
+            self._disconnect()
+        except (RuntimeError, TypeError, ValueError):  # the viewer is already gone
+            pass
+
+    def wait_for_run(self) -> None:
+        """napari is quitting: stop the run and wait until its threads have finished."""
+        self.close_panel()
+        QThreadPool.globalInstance().waitForDone(QUIT_WAIT_MS)
+
+    # ----------------------------------------------------------------- choices
+
+    def _layer_choices(self, _widget=None):
+        return [(layer.name, layer) for layer in self._viewer.layers if is_restorable(layer)]
+
+    @staticmethod
+    def _restorer_choices(_widget=None):
+        try:
+            return api.list_restorers()
+        except DaclipError as exc:
+            show_error(f"DA-CLIP: cannot list restorers: {exc}")
+            return []
+
+    def _sampler_choices(self, _widget=None):
+        """The chosen restorer's declared samplers (all registered ones if it declares none)."""
+        try:
+            declared = options_of(api.get_restorer(self._restorer.value)).get("sampler")
+        except (AttributeError, DaclipError):  # no restorer chosen yet, or an unknown one
+            declared = None
+        return list(declared.choices) if declared is not None and declared.choices else list(samplers.SAMPLERS)
+
+    @staticmethod
+    def _model_choices(_widget=None):
+        try:
+            specs = weights.list_models()
+        except DaclipError as exc:
+            show_error(f"DA-CLIP: cannot list models: {exc}")
+            return []
+        return [(f"{spec.name}  ({model_state(spec)})", spec.name) for spec in specs]
+
+    def _refresh_layers(self, event=None) -> None:
+        self._layers.reset_choices()
+        self._update_controls()
+
+    def _on_layer_inserted(self, event) -> None:
+        event.value.events.name.connect(self._refresh_layers)
+        self._layers.reset_choices()
+        if not self._layers.value and is_restorable(event.value) and not self.running:
+            self._layers.value = [event.value]  # a first image is selected for you
+        self._update_controls()
+
+    def _on_layer_removed(self, event) -> None:
+        event.value.events.name.disconnect(self._refresh_layers)
+        self._refresh_layers()
+
+    def _follow_selection(self, event=None) -> None:
+        if not self._follow.value or self.running:
+            return
+        chosen = [layer for layer in self._viewer.layers.selection if is_restorable(layer)]
+        if chosen:
+            self._layers.value = chosen
+
+    def _select_default_layers(self) -> None:
+        choices = [layer for _, layer in self._layer_choices()]
+        active = [layer for layer in self._viewer.layers.selection if layer in choices]
+        if active:
+            self._layers.value = active
+        elif choices:
+            self._layers.value = [choices[-1]]
+
+    def _default_model(self) -> Optional[str]:
+        names = [value for _, value in self._model_choices()]
+        ready = [name for name in names if model_ready(name)]
+        for name in (weights.DEFAULT_MODEL if weights.DEFAULT_MODEL in ready else None, *ready, weights.DEFAULT_MODEL):
+            if name in names:
+                return name
+        return None
+
+    def _use_preferred_restorer(self, *_) -> None:
+        """On a new model, switch a restorer that takes models to the one the model is meant for."""
+        model, restorer = self._model.value, self._restorer.value
+        if model is None or (restorer is not None and options_of(api.get_restorer(restorer)).get("model") is None):
+            return
+        preferred = api.preferred_restorer(model)
+        if preferred in self._restorer_choices():
+            self._restorer.value = preferred
+
+    # ----------------------------------------------------------------- settings
+
+    def _remembered(self) -> dict[str, Any]:
+        return {"restorer": self._restorer, "model": self._model, "sampler": self._sampler, "steps": self._steps,
+                "seed": self._seed, "device": self._device, "slices": self._slices, "conditioning": self._conditioning,
+                "intensity": self._intensity, "follow": self._follow}
+
+    def _restore_settings(self, values: Mapping[str, Any]) -> None:
+        """Apply saved settings that are still valid; the model's preferred restorer otherwise."""
+        self._select_default_layers()
+        controls = self._remembered()
+        model = values.get("model")
+        self._model.value = model if model in [v for _, v in self._model_choices()] else self._default_model()
+        restorer = values.get("restorer")
+        if restorer in self._restorer_choices():
+            self._restorer.value = restorer
+        else:
+            self._use_preferred_restorer()
+        for key in ("sampler", "device", "slices", "conditioning", "intensity"):
+            control = controls[key]
+            if values.get(key) in [choice if not isinstance(choice, tuple) else choice[1] for choice in control.choices]:
+                control.value = values[key]
+        for key in ("steps", "seed"):
+            control = controls[key]
+            if isinstance(values.get(key), int) and control.min <= values[key] <= control.max:
+                control.value = values[key]
+        self._follow.value = values.get("follow") is True
+
+    def _save_settings(self, *_) -> None:
+        if not self._closed:
+            saved.save({key: control.value for key, control in self._remembered().items()})
+
+    @property
+    def running(self) -> bool:
+        """Whether a job (classify, restore or download) is running."""
+        return self._run is not None
+
+    def selected_layers(self) -> list[Image]:
+        return list(self._layers.value)
+
+    def settings(self) -> dict[str, Any]:
+        """Every option setting of the widget (whether the restorer uses it or not)."""
+        return {
+            "model": self._model.value,
+            "sampler": self._sampler.value,
+            "steps": int(self._steps.value),
+            "seed": None if self._seed.value < 0 else int(self._seed.value),
+            "device": self._device.value,
+        }
+
+    def restorer_options(self) -> dict[str, Any]:
+        """The settings the chosen restorer takes now (see the module's docstring)."""
+        name = self._restorer.value
+        if name is None:
+            return {}
+        return options_of(api.get_restorer(name)).applicable(self.settings())
+
+    def _accepted(self) -> set[str]:
+        """The settings that reach the chosen restorer or its classifier now."""
+        name = self._restorer.value
+        if name is None:
+            return set()
+        try:
+            classifier = api.get_classifier(default_classifier(name))
+            return set(self.restorer_options()) | set(options_of(classifier).applicable(self.settings()))
+        except DaclipError:
+            return set()
+
+    def _update_controls(self, *_) -> None:
+        running = self.running
+        accepted = self._accepted()
+        controls = {"model": self._model, "sampler": self._sampler, "steps": self._steps, "seed": self._seed, "device": self._device}
+        for key, control in controls.items():
+            control.enabled = key in accepted and not running
+            reason = "" if key in accepted else f" (not used by restorer {self._restorer.value!r} with these settings)"
+            control.tooltip = TOOLTIPS[key] + reason
+        model = self._model.value
+        self._download.enabled = not running and "model" in accepted and model is not None and not model_ready(model)
+        has_layers = bool(self._layers.value)
+        stacked = any(is_stack(layer) for layer in self._layers.value)
+        self._slices.enabled = stacked and not running
+        self._conditioning.enabled = stacked and self._slices.value == "all" and not running
+        self._intensity.enabled = not running
+        self._classify_button.enabled = has_layers and not running
+        self._restore_button.enabled = has_layers and not running and self._restorer.value is not None
+        self._cancel_button.enabled = running and not self._run.stop.is_set()
+        self._layers.enabled = self._follow.enabled = not running
+        self._restorer.enabled = not running
+
+    # ----------------------------------------------------------------- jobs
+
+    def _refuse(self, message: str, warning: bool = False) -> None:
+        """A run that cannot start: say why, in a notification and in the status line."""
+        (show_warning if warning else show_error)(f"DA-CLIP: {message}")
+        self._status.value = message
+
+    def _check_model(self, options: Mapping[str, Any]) -> bool:
+        model = options.get("model")
+        if model is None or model_ready(model):
+            return True
+        self._refuse(f"model {model!r} is not on this computer yet: press Download next to the model "
+                     f"(or run `daclip download {model}`), or choose a model marked 'ready'.")
+        return False
+
+    def _start_classify(self, *_):
+        """Classify the selected layers in a worker thread; returns the worker."""
+        if self.running:
+            return None
+        if not self.selected_layers():
+            return self._refuse("select at least one image layer", warning=True)
+        try:
+            jobs = [prepare_layer(self._viewer, layer, self._slices.value, self._intensity.value) for layer in self.selected_layers()]
+            classifier = default_classifier(self._restorer.value)
+            chosen = classifier_options(classifier, self.settings())
+        except DaclipError as exc:
+            return self._refuse(str(exc))
+        if not self._check_model(chosen):
+            return None
+        return self._launch(Run(Task.CLASSIFY, jobs), classify_jobs, jobs, classifier, chosen)
+
+    def _start_restore(self, *_):
+        """Restore the selected layers in a worker thread; returns the worker."""
+        if self.running:
+            return None
+        if not self.selected_layers():
+            return self._refuse("select at least one image layer", warning=True)
+        restorer = self._restorer.value
+        try:
+            chosen = self.restorer_options()
+            plans = [
+                plan_restore(self._viewer, layer, restorer, slices=self._slices.value, intensity=self._intensity.value,
+                             conditioning=self._conditioning.value, **chosen)
+                for layer in self.selected_layers()
+            ]
+            for plan in plans:
+                plan.classifier_options = classifier_options(plan.classifier, self.settings())
+        except DaclipError as exc:
+            return self._refuse(str(exc))
+        if not self._check_model(chosen):
+            return None
+        return self._launch(Run(Task.RESTORE, [plan.job for plan in plans], plans=plans), restore_jobs, plans)
+
+    def _start_download(self, *_):
+        """Download the selected model's weights in a worker thread; returns the worker."""
+        if self.running or self._model.value is None:
+            return None
+        return self._launch(Run(Task.DOWNLOAD, [], label=self._model.value), download_job, self._model.value)
+
+    def classify(self):
+        """Press Classify (returns the worker, or ``None`` if nothing started)."""
+        return self._start_classify()
+
+    def restore(self):
+        """Press Restore (returns the worker, or ``None`` if nothing started)."""
+        return self._start_restore()
+
+    def download(self):
+        """Press Download (returns the worker, or ``None`` if nothing started)."""
+        return self._start_download()
+
+    def cancel(self, *_) -> None:
+        """Stop the running job: the sampler stops within one step and nothing partial is written."""
+        if self._run is None:
+            return
+        self._run.stop.set()
+        self._status.value = f"{self._run.title}: cancelling..."
+        self._run.worker.quit()
+        self._update_controls()
+
+    def _launch(self, run: Run, function, *args):
+        worker = thread_worker(function, start_thread=False, ignore_errors=True)(*args, run.stop.is_set)
+        worker.yielded.connect(self._on_yielded)
+        worker.errored.connect(self._on_errored)
+        worker.aborted.connect(self._on_aborted)
+        worker.finished.connect(self._on_finished)
+        run.worker = worker
+        run.current = 0 if run.jobs else None
+        run.pbar = napari_progress(total=0 if not run.jobs else run.total_slices, desc=f"DA-CLIP: {run.title.lower()}")
+        self._run = self.last_run = run
+        self._pending = None
+        self._progress.max, self._progress.value = 0, 0  # busy until the first report
+        self._status.value = f"{run.title}..."
+        self._update_controls()
+        worker.start()
+        return worker
+
+    def _on_yielded(self, item) -> None:
+        """Handle a worker's report on the main thread.
+
+        napari's activity-dock progress bars process Qt events while they update, so this
+        may be re-entered (even by ``finished``): progress reports are coalesced, the widget
+        is updated before napari's bar, and a finished run is never overwritten.
+        """
+        run = self._run
+        if self._closed or run is None:
+            return
+        if item[0] != "bytes":
+            run.current = item[1]
+        if item[0] == "done":
+            self._on_job_done(run, item[1], item[2])
+            return
+        done, total, _ = run.describe(item)
+        if total:
+            run.last_total = max(int(total), 1)
+        self._pending = item
+        if self._flushing:
+            return
+        self._flushing = True
+        try:
+            while self._pending is not None and self._run is run and not self._closed:
+                item, self._pending = self._pending, None
+                self._show_progress(run, *run.describe(item))
+        finally:
+            self._flushing = False
+
+    def _show_progress(self, run: Run, done: int, total: int, text: str) -> None:
+        total, done = int(total), int(min(max(done, 0), max(total, 0)))
+        self._progress.max = total  # 0: busy
+        self._progress.value = done
+        self._status.value = text
+        pbar = run.pbar  # napari's bar last: its updates may run the whole run's remaining events
+        if pbar is None or not total:
+            return
+        if pbar.total != total:
+            pbar.total = total
+        if run.pbar is pbar and done != pbar.n:
+            pbar.update(done - pbar.n)
+        if run.pbar is pbar:
+            pbar.set_description(f"DA-CLIP: {text}")
+
+    def _on_job_done(self, run: Run, number: int, result) -> None:
+        job = run.jobs[number]
+        if result.probabilities:
+            self.probabilities[job.name] = result.mean_probabilities
+            self._table.show_probabilities(self.probabilities)
+        if result.data is not None:
+            try:
+                run.plans[number].write(self._viewer, result)
+            except Exception as exc:  # never leave the GUI in a broken state
+                show_error(f"DA-CLIP: could not add the result of {job.name!r}: {exc}")
+
+    def _on_errored(self, exc: BaseException) -> None:
+        run = self._run
+        if self._closed or run is None:
+            return
+        if isinstance(exc, Cancelled):
+            self._on_aborted()
+            return
+        run.failed = True
+        action = {Task.RESTORE: "restore", Task.CLASSIFY: "classification"}.get(run.task, "download")
+        where = f" on layer {run.jobs[run.current].name!r}" if run.jobs and run.current is not None else ""
+        reason = str(exc) if isinstance(exc, DaclipError) else f"{type(exc).__name__}: {exc}"
+        self._status.value = f"{run.title} failed: {reason}"
+        show_error(f"DA-CLIP: {action} failed{where}: {reason}")
+
+    def _on_aborted(self) -> None:
+        if self._run is not None:
+            self._run.stop.set()  # also when cancelled from napari's activity dock
+            self._run.cancelled = True
+
+    def _on_finished(self) -> None:
+        run = self._run
+        if self._closed or run is None:
+            return
+        self._run, self._pending = None, None
+        seconds = time.perf_counter() - run.started
+        message = None
+        if run.cancelled:
+            self._status.value = f"{run.title}: cancelled"
+            message = f"DA-CLIP: {run.title.lower()} cancelled"
+        elif not run.failed:
+            self._status.value = f"{run.title}: done in {seconds:.1f} s"
+            self._progress.max = self._progress.value = run.last_total
+        else:
+            self._progress.max = max(self._progress.max, 1)
+        if run.task is Task.DOWNLOAD:
+            self._model.reset_choices()
+            self._model.value = run.label
+            if not run.cancelled and not run.failed:
+                message = f"DA-CLIP: model {run.label!r} is ready"
+        self._update_controls()
+        # last: closing napari's bar and notifying both process Qt events
+        if run.pbar is not None:
+            run.pbar.close()
+        if message is not None:
+            show_info(message)
