@@ -234,14 +234,14 @@ class DegradationClassifier(nn.Module):
     @torch.no_grad()
     def estimate(self, image) -> DegradationEstimate:
         """Contexts for the UNet and prompt probabilities from one DA-CLIP pass. For an image
-        seen as tiles, the contexts are the mean of the tiles' features and the probabilities
-        the mean of the tiles' probabilities."""
+        seen as tiles, the contexts are the mean of the tiles' features, and the probabilities
+        are those of that mean degradation feature: the one that steers the UNet (an average
+        of the tiles' near one-hot probabilities would read as tile votes)."""
         image_context, degra_context = self.model.encode_image(self.clip_input(image), control=True)
-        cosine = F.normalize(degra_context, dim=-1) @ self.text_features.T
-        probs = (100 * cosine).softmax(dim=-1)
         if not torch.is_tensor(image):
             image_context, degra_context = image_context.mean(0, keepdim=True), degra_context.mean(0, keepdim=True)
-            probs = probs.mean(0, keepdim=True)
+        cosine = F.normalize(degra_context, dim=-1) @ self.text_features.T
+        probs = (100 * cosine).softmax(dim=-1)
         return DegradationEstimate(image_context, degra_context, probs, self.prompts)
 
     def probabilities(self, image) -> torch.Tensor:

@@ -19,6 +19,15 @@ import numpy as np
 from .errors import InvalidImageError, InvalidOptionError
 
 _FULL_RANGE = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}
+#: The smallest side the DA-CLIP models (and the napari widget) accept: a few pixels hold
+#: nothing to recognise or restore.
+MIN_SIDE = 8
+
+
+def check_size(height: int, width: int) -> None:
+    """Refuse images with a side under :data:`MIN_SIDE` pixels."""
+    if min(height, width) < MIN_SIDE:
+        raise InvalidImageError(f"the image is {width} x {height} px; it needs at least {MIN_SIDE} x {MIN_SIDE} px")
 _CHANNEL_LAYOUTS = {1: "gray1", 3: "rgb", 4: "rgba"}
 
 

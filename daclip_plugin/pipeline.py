@@ -14,7 +14,7 @@ from typing import Any, Callable, Mapping, Optional, Sequence, Union
 import numpy as np
 import torch
 
-from . import samplers, tiling, weights
+from . import imaging, samplers, tiling, weights
 from .devices import select_device, unet_precision
 from .daclip_model import DEGRADATIONS, DaCLIP, DegradationClassifier, DegradationEstimate
 from .errors import Cancelled, DaclipError, InvalidImageError
@@ -32,6 +32,7 @@ def _to_uint8(rgb: np.ndarray) -> np.ndarray:
 def _check_rgb(rgb: np.ndarray) -> None:
     if not isinstance(rgb, np.ndarray) or rgb.ndim != 3 or rgb.shape[-1] != 3 or rgb.size == 0:
         raise InvalidImageError(f"expected a non-empty (H, W, 3) RGB image, got shape {getattr(rgb, 'shape', None)}")
+    imaging.check_size(*rgb.shape[:2])
     if not np.isfinite(rgb).all():
         raise InvalidImageError("the image has NaN or infinite values")
 

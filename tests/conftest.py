@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib
+import os
 import sys
 import textwrap
 from pathlib import Path
@@ -12,9 +14,19 @@ from daclip_plugin import plugins
 
 
 @pytest.fixture(autouse=True)
-def private_settings(tmp_path_factory, monkeypatch):
-    """The napari widget keeps its settings in a folder of the test's own, never the user's."""
-    monkeypatch.setenv("DACLIP_CONFIG_DIR", str(tmp_path_factory.mktemp("config")))
+def private_settings(tmp_path_factory):
+    """The napari widget keeps its settings in a folder of the test's own, never the user's.
+
+    (Not through ``monkeypatch``: an autouse fixture holding it would undo the test's
+    ``sys.path`` changes only after ``fresh_plugins`` has rediscovered the plugins.)
+    """
+    before = os.environ.get("DACLIP_CONFIG_DIR")
+    os.environ["DACLIP_CONFIG_DIR"] = str(tmp_path_factory.mktemp("config"))
+    yield
+    if before is None:
+        del os.environ["DACLIP_CONFIG_DIR"]
+    else:
+        os.environ["DACLIP_CONFIG_DIR"] = before
 
 
 @pytest.fixture
@@ -26,15 +38,18 @@ def fresh_plugins():
 
 
 @pytest.fixture
-def install_plugin(fresh_plugins, tmp_path, monkeypatch):
+def install_plugin(fresh_plugins, tmp_path):
     """Install a plugin as a real distribution (dist-info + entry_points.txt) on ``sys.path``.
 
     ``install_plugin(entry_point_name, source)`` writes module ``<entry_point_name>_mod``
-    holding ``source`` and a distribution whose ``daclip_plugin`` entry point names it.
+    holding ``source`` and a distribution whose ``daclip_plugin`` entry point names it. On
+    teardown the folder leaves ``sys.path`` and the plugins are discovered again, whatever
+    order other fixtures are torn down in.
     """
     site = tmp_path / "site"
     site.mkdir()
-    monkeypatch.syspath_prepend(str(site))
+    sys.path.insert(0, str(site))
+    importlib.invalidate_caches()
 
     def install(name: str, source: str) -> Path:
         module = f"{name}_mod"
@@ -47,5 +62,8 @@ def install_plugin(fresh_plugins, tmp_path, monkeypatch):
         return site
 
     yield install
+    sys.path.remove(str(site))
+    importlib.invalidate_caches()
     for module in [m for m in sys.modules if m.endswith("_mod")]:
         sys.modules.pop(module)
+    plugins.reload_plugins()

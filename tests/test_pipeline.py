@@ -57,10 +57,13 @@ def test_one_tile_equals_no_tiling_and_small_tiles_stay_close(pipeline, image):
     assert np.abs(tiled - whole).mean() < 0.05
 
 
-def test_tiny_and_odd_images(pipeline):
-    for shape in [(1, 1, 3), (5, 7, 3), (40, 3, 3)]:
+def test_odd_images_and_too_small_ones(pipeline):
+    for shape in [(8, 8, 3), (9, 13, 3), (40, 8, 3)]:
         out = pipeline.restore(np.full(shape, 0.5, np.float32))
         assert out.shape == shape
+    for shape in [(1, 1, 3), (3, 3, 3), (7, 40, 3)]:
+        with pytest.raises(InvalidImageError, match=r"needs at least 8 x 8 px"):
+            pipeline.restore(np.full(shape, 0.5, np.float32))
 
 
 def test_classify(pipeline, image):
@@ -71,7 +74,7 @@ def test_classify(pipeline, image):
 
 @pytest.mark.parametrize(
     "bad, message",
-    [(np.full((4, 4, 3), np.nan, np.float32), "NaN"), (np.zeros((4, 4), np.float32), "RGB"), (np.zeros((0, 4, 3), np.float32), "RGB")],
+    [(np.full((8, 8, 3), np.nan, np.float32), "NaN"), (np.zeros((4, 4), np.float32), "RGB"), (np.zeros((0, 4, 3), np.float32), "RGB")],
 )
 def test_bad_images(pipeline, bad, message):
     with pytest.raises(InvalidImageError, match=message):

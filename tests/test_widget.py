@@ -162,8 +162,8 @@ def fake_calls(widget):
 
 def test_two_layers_rgba_and_float_at_once(open_widget, qtbot):
     viewer, widget = open_widget()
-    rgba = np.random.default_rng(1).integers(0, 255, (6, 7, 4), dtype=np.uint8)
-    gray = np.random.default_rng(2).random((5, 9)).astype(np.float32) * 0.5
+    rgba = np.random.default_rng(1).integers(0, 255, (8, 9, 4), dtype=np.uint8)
+    gray = np.random.default_rng(2).random((8, 9)).astype(np.float32) * 0.5
     a = viewer.add_image(rgba, name="rgba", rgb=True)
     b = viewer.add_image(gray, name="gray")
     widget._layers.value = [a, b]
@@ -188,15 +188,16 @@ def test_two_layers_rgba_and_float_at_once(open_widget, qtbot):
 def test_stacks_current_slice_all_slices_dask_and_multiscale(open_widget, qtbot):
     dask = pytest.importorskip("dask.array")
     viewer, widget = open_widget()
-    data = np.random.default_rng(3).integers(0, 255, (4, 8, 6), dtype=np.uint8)
-    source = viewer.add_image(dask.from_array(data, chunks=(1, 8, 6)), name="stack", scale=(2, 1, 1), translate=(10, 0, 0))
+    data = np.random.default_rng(3).integers(0, 255, (4, 8, 10), dtype=np.uint8)
+    source = viewer.add_image(dask.from_array(data, chunks=(1, 8, 10)), name="stack", scale=(2, 1, 1), translate=(10, 0, 0),
+                              contrast_limits=(0, 255))
     widget._layers.value = [source]
     assert widget._slices.enabled
     viewer.dims.set_point(0, 10 + 2 * 2)  # world z of slice 2
     widget._slices.value = "current"
     run(qtbot, widget)
     result = viewer.layers["stack" + RESULT_SUFFIX]
-    assert result.data.shape == (1, 8, 6)
+    assert result.data.shape == (1, 8, 10)
     np.testing.assert_array_equal(result.data[0], 255 - data[2])
     np.testing.assert_allclose(result.translate, (14, 0, 0))  # placed at its slice
     assert result.metadata["daclip"]["slices"] == "current" and result.metadata["daclip"]["offset"] == [2]
@@ -294,14 +295,14 @@ def test_classify_shows_probabilities_and_changes_no_layer(open_widget, qtbot):
 
 def test_console_functions(open_widget, qtbot):
     viewer, widget = open_widget()
-    viewer.add_image(np.full((5, 6), 100, np.uint8), name="noisy")
-    layer = restore_layer(viewer, "noisy", restorer="steps", steps=2)
+    viewer.add_image(np.full((8, 9), 100, np.uint8), name="noisy")
+    layer = restore_layer(viewer, "noisy", restorer="steps", steps=2, intensity="dtype")
     assert layer.name == "noisy [restored]" and (layer.data == 155).all()
     assert layer.metadata["daclip"]["options"] == {"steps": 2}
-    assert restore_layer(viewer, "noisy", restorer="steps") is layer  # replaced, not added
+    assert restore_layer(viewer, viewer.layers["noisy"], restorer="steps") is layer  # replaced, not added
     scores = classify_layer(viewer, "noisy", "steps")
     assert len(scores) == 10 and list(scores.values()) == sorted(scores.values(), reverse=True)
-    viewer.add_labels(np.zeros((5, 6), np.uint8), name="labels")
+    viewer.add_labels(np.zeros((8, 9), np.uint8), name="labels")
     with pytest.raises(DaclipError, match="labels layer"):
         restore_layer(viewer, "labels", restorer="steps")
     with pytest.raises(DaclipError, match="no layer named 'nope'"):

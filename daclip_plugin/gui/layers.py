@@ -15,7 +15,7 @@ import numpy as np
 from napari.layers import Image, Labels
 from napari.utils.transforms import CompositeAffine
 
-from .. import __version__, stacks
+from .. import __version__, imaging, stacks
 from ..errors import DaclipError
 from .runtime import unwrap
 
@@ -59,6 +59,7 @@ def layer_source(layer) -> tuple[Any, bool]:
     rgb = bool(layer.rgb)
     try:
         stacks.check_stack(data, rgb)
+        imaging.check_size(*data.shape[data.ndim - stacks.image_ndim(rgb):][:2])
     except DaclipError as exc:
         raise DaclipError(f"layer {layer.name!r}: {exc}") from exc
     return data, rgb

@@ -22,7 +22,7 @@ from napari.utils import progress as napari_progress
 from napari.utils.notifications import show_error, show_info, show_warning
 from qtpy.QtCore import QEvent, QObject, QThreadPool
 from qtpy.QtGui import QFontMetrics
-from qtpy.QtWidgets import QApplication, QSizePolicy
+from qtpy.QtWidgets import QApplication, QComboBox, QSizePolicy
 
 from .. import api, samplers, weights
 from ..devices import menu_devices
@@ -105,7 +105,7 @@ class DaclipWidget(Container):
         self._layers = Select(label="Image layers", choices=self._layer_choices, allow_multiple=True,
                               tooltip="image layers to classify or restore (Ctrl/Shift-click for several)")
         self._layers.native.setMaximumHeight(90)
-        self._follow = CheckBox(text="follow napari's layer selection", value=False,
+        self._follow = CheckBox(text="follow napari's selection", value=False,
                                 tooltip="select here the image layers selected in napari's layer list")
         self._restorer = ComboBox(label="Restorer", choices=self._restorer_choices, tooltip="restoration method")
         self._model = ComboBox(label="Model", choices=self._model_choices, tooltip=TOOLTIPS["model"])
@@ -143,7 +143,7 @@ class DaclipWidget(Container):
 
         self._form = Container(
             widgets=[self._layers, row("", self._follow), self._restorer, row("Model", self._model, self._download),
-                     row("Sampler", self._sampler, Label(value="Steps"), self._steps), self._seed, self._device, self._intensity,
+                     self._sampler, self._steps, self._seed, self._device, self._intensity,
                      self._slices, self._conditioning],
             labels=True,
         )
@@ -151,8 +151,11 @@ class DaclipWidget(Container):
         buttons = row("", self._classify_button, self._restore_button, self._cancel_button)
         self.margins = (4, 4, 4, 4)
         self.extend([self._form, buttons, self._progress, self._status, self._table])
+        for combo in (self._restorer, self._model, self._sampler, self._device, self._slices, self._conditioning, self._intensity):
+            combo.native.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+            combo.native.setMinimumContentsLength(8)  # long model names must not widen the panel
         metrics = QFontMetrics(self.native.font())
-        width = max(72, int(1.25 * max(metrics.horizontalAdvance(w.label) for w in self._form)))
+        width = max(64, int(1.15 * max(metrics.horizontalAdvance(w.label) for w in self._form)))
         for control in self._form:
             labeled = control._labeled_widget()
             if labeled is not None:
@@ -301,10 +304,10 @@ class DaclipWidget(Container):
         model = values.get("model")
         self._model.value = model if model in [v for _, v in self._model_choices()] else self._default_model()
         restorer = values.get("restorer")
+        if restorer not in self._restorer_choices():
+            restorer = api.preferred_restorer(self._model.value)
         if restorer in self._restorer_choices():
             self._restorer.value = restorer
-        else:
-            self._use_preferred_restorer()
         for key in ("sampler", "device", "slices", "conditioning", "intensity"):
             control = controls[key]
             if values.get(key) in [choice if not isinstance(choice, tuple) else choice[1] for choice in control.choices]:
