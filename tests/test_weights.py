@@ -452,7 +452,9 @@ def test_embedded_files_need_no_download(install_plugin, fresh_plugins, hub, che
         assert resolved.daclip == package / "d.pt" and resolved.sources["unet"] == weights.SOURCE_PACKAGE
         assert weights.download("pocket").unet == package / "u.pth"
         assert weights.load("pocket").unet is not None
-        assert weights._offline_hint().startswith("The embedded model 'pocket'")
+        from daclip_plugin.weights.locate import offline_hint
+
+        assert offline_hint().startswith("The embedded model 'pocket'")
     finally:
         sys.modules.pop("pocket_pkg", None)
 

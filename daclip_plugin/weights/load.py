@@ -1,0 +1,114 @@
+"""Loading a resolved model's files (strictly, through :mod:`daclip_plugin.checkpoints`)."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any, Callable, Mapping, Optional, Sequence, Union
+
+from ..errors import CheckpointError, DaclipError
+from .locate import resolve
+from .registry import (
+    DEFAULT_MODEL, ROLE_LABELS, SOURCE_CACHE, SOURCE_DIR, SOURCE_DOWNLOADED, SOURCE_ENV, SOURCE_EXPLICIT, LoadedModel,
+    ModelSpec, PathLike, ProgressCallback, ResolvedModel,
+)
+
+def _config(spec: ModelSpec, value: Any, released: Mapping[str, dict], what: str, source: Optional[str]) -> Optional[dict]:
+    """A config hint: ``None``, a dict, or the name of a released config in :mod:`checkpoints`.
+
+    A file the caller named explicitly gets no hint: its architecture comes from the file.
+    """
+    if source == SOURCE_EXPLICIT or value is None:
+        return None
+    if isinstance(value, Mapping):
+        return copy.deepcopy(dict(value))
+    if value not in released:
+        raise DaclipError(
+            f"model {spec.name!r}: unknown {what} {value!r}; known: {', '.join(sorted(released))}"
+        )
+    return copy.deepcopy(released[value])
+
+
+def _load_file(loader: Callable[..., Any], path: Path, spec: ModelSpec, role: str, source: str, **kwargs: Any) -> Any:
+    hint = ""
+    if source in (SOURCE_CACHE, SOURCE_ENV, SOURCE_DOWNLOADED, SOURCE_DIR):
+        hint = f" Delete it and run `daclip download {spec.name}` to fetch it again."
+    try:
+        return loader(path, device=kwargs.pop("device"), **kwargs)
+    except CheckpointError as exc:
+        if str(path) in str(exc) and not hint:
+            raise
+        message = str(exc) if str(path) in str(exc) else f"{path}: {exc}"
+        raise CheckpointError(f"{message.rstrip().rstrip('.')}.{hint}") from exc
+    except DaclipError:
+        raise
+    except Exception as exc:  # anything else reading the file: name the file
+        raise CheckpointError(
+            f"cannot load the {ROLE_LABELS[role]} file {path} of model {spec.name!r}: "
+            f"{type(exc).__name__}: {exc}.{hint}"
+        ) from exc
+
+
+def config_hint(resolved: ResolvedModel, role: str) -> Optional[dict]:
+    """The architecture the model's registration gives for its ``role`` file (``None``: read it from the file).
+
+    A file the caller named explicitly gets no hint.
+    """
+    from .. import checkpoints
+
+    spec, source = resolved.spec, resolved.sources.get(role)
+    if role == "daclip":
+        return _config(spec, spec.clip_cfg, checkpoints.RELEASED_DACLIP_CONFIGS, "clip_cfg", source)
+    value, what = (spec.unet_cfg, "unet_cfg") if role == "unet" else (spec.direct_cfg, "direct_cfg")
+    return _config(spec, value, checkpoints.RELEASED_UNET_CONFIGS, what, source)
+
+
+def load_file(resolved: ResolvedModel, role: str, device: Any = "cpu") -> Any:
+    """Load the ``role`` file of a resolved model on ``device`` (a DA-CLIP or a conditional UNet).
+
+    Corrupt or mismatched files raise :class:`~daclip_plugin.errors.CheckpointError` naming
+    the file.
+    """
+    from .. import checkpoints
+
+    path, hint, source = resolved.path(role), config_hint(resolved, role), resolved.sources.get(role, "")
+    if role == "daclip":
+        return _load_file(checkpoints.load_daclip, path, resolved.spec, role, source, clip_cfg=hint, device=device)
+    return _load_file(checkpoints.load_unet, path, resolved.spec, role, source, unet_cfg=hint, device=device)
+
+
+def load(
+    model: Union[str, ModelSpec, ResolvedModel] = DEFAULT_MODEL,
+    device: Any = "cpu",
+    *,
+    daclip_path: Optional[PathLike] = None,
+    unet_path: Optional[PathLike] = None,
+    direct_path: Optional[PathLike] = None,
+    roles: Optional[Sequence[str]] = None,
+    download: bool = False,
+    progress: Optional[ProgressCallback] = None,
+    cache_dir: Optional[PathLike] = None,
+    endpoint: Optional[str] = None,
+) -> LoadedModel:
+    """Resolve model ``model`` (see :func:`resolve`) and load its files on ``device``.
+
+    Every resolved file is loaded: the DA-CLIP, the UNet and, when the model has one (or
+    ``direct_path`` is given), the direct restorer; ``roles`` limits them. Corrupt or
+    mismatched files raise :class:`~daclip_plugin.errors.CheckpointError` naming the file.
+    """
+    if isinstance(model, ResolvedModel):
+        resolved = model
+    else:
+        resolved = resolve(
+            model,
+            daclip_path=daclip_path,
+            unet_path=unet_path,
+            direct_path=direct_path,
+            roles=roles,
+            download=download,
+            progress=progress,
+            cache_dir=cache_dir,
+            endpoint=endpoint,
+        )
+    modules = {role: load_file(resolved, role, device) for role in resolved.roles}
+    return LoadedModel(modules.get("daclip"), modules.get("unet"), resolved, modules.get("direct"))
