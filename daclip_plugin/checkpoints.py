@@ -21,6 +21,7 @@ import json
 import os
 import pickle
 import warnings
+import zipfile
 from pathlib import Path
 from typing import Callable
 
@@ -57,9 +58,26 @@ _HEAD_WIDTH = 64
 _LISTED = 5
 
 
+def _check_archive(path: Path) -> None:
+    """A checkpoint in PyTorch's zip format must pass the archive's CRC checks (torch skips them)."""
+    if not zipfile.is_zipfile(path):
+        return
+    try:
+        with zipfile.ZipFile(path) as archive:
+            damaged = archive.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
+        raise CheckpointError(f"cannot read checkpoint {path}: the archive is damaged ({exc})") from exc
+    if damaged is not None:
+        raise CheckpointError(f"checkpoint {path} is corrupt: its archive's checksum fails for {damaged!r}")
+
+
 def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
-    """The tensors of a checkpoint file, unwrapped from ``{"state_dict": ...}``, ``module.`` removed."""
+    """The tensors of a checkpoint file, unwrapped from ``{"state_dict": ...}``, ``module.`` removed.
+
+    Damaged archives and tensors holding NaN or infinite values are refused, naming the file.
+    """
     path = Path(path)
+    _check_archive(path)
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
@@ -74,6 +92,12 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
         obj = obj["state_dict"]
     if not (isinstance(obj, dict) and obj and all(isinstance(k, str) and torch.is_tensor(v) for k, v in obj.items())):
         raise CheckpointError(f"{path} is not a checkpoint: it holds no state dict of tensors")
+    broken = [key for key, value in obj.items() if value.is_floating_point() and not bool(torch.isfinite(value).all())]
+    if broken:
+        raise CheckpointError(
+            f"checkpoint {path} is corrupt: {len(broken)} tensor(s) hold NaN or infinite values ({', '.join(broken[:3])}"
+            f"{', ...' if len(broken) > 3 else ''})"
+        )
     return {key.removeprefix("module."): value for key, value in obj.items()}
 
 

@@ -70,8 +70,8 @@ def cmd_download(args: argparse.Namespace) -> int:
 
     spec = weights.get_model(args.name)
     where = args.dir if args.dir is not None else f"the Hugging Face cache ({weights.hub_cache_dir()})"
-    print(f"Downloading model {spec.name!r} into {where} if needed...", flush=True)
-    resolved = weights.download(spec, dir=args.dir)
+    print(f"Downloading model {spec.name!r} into {where}{'' if args.force else ' if needed'}...", flush=True)
+    resolved = weights.download(spec, dir=args.dir, force=args.force)
     width = max(len(weights.ROLE_LABELS[role]) for role, _ in spec.files)
     for role, file in spec.files:
         source = resolved.sources.get(role, "")
@@ -81,6 +81,25 @@ def cmd_download(args: argparse.Namespace) -> int:
         print(f"Use these files with: {weights.ENV_WEIGHTS_DIR}={args.dir}")
     print(f"Model {spec.name!r} is ready.")
     return 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    """Check that the files of a model (or of every model) are intact; exit 1 if one is corrupt."""
+    from . import weights
+    from .weights import integrity
+
+    specs = [weights.get_model(args.name)] if args.name else weights.list_models()
+    corrupt = False
+    for spec in specs:
+        print(spec.name)
+        checks = integrity.verify(spec)
+        for check in checks:
+            where = f"  {check.path}" if check.path is not None else ""
+            print(f"  {check.label:<16} {check.state:<10} {check.detail}{where}")
+        if any(check.state == "corrupt" for check in checks):
+            corrupt = True
+            print(f"  repair: daclip download {spec.name} --force")
+    return 1 if corrupt else 0
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -303,7 +322,11 @@ def build_parser() -> argparse.ArgumentParser:
     download = commands.add_parser("download", help=cmd_download.__doc__)
     download.add_argument("name", metavar="NAME", help="model name (see `daclip models`)")
     download.add_argument("--dir", metavar="DIR", help="download into this folder instead of the Hugging Face cache")
+    download.add_argument("--force", action="store_true", help="download again even if the files are here (repairs them)")
     download.set_defaults(run=cmd_download)
+    verify = commands.add_parser("verify", help=cmd_verify.__doc__)
+    verify.add_argument("name", nargs="?", metavar="NAME", help="model name (default: every model)")
+    verify.set_defaults(run=cmd_verify)
     train = commands.add_parser("train", help=cmd_train.__doc__)
     train.add_argument("stage", choices=("daclip", "irsde", "direct"), help="what to train")
     train.add_argument("--out", required=True, metavar="DIR", help="folder for the models, state, log and provenance.json")

@@ -9,7 +9,8 @@ options), so a file of another architecture fails to load with a clear error.
 ``tiny`` ships inside the package (``daclip_plugin.models.tiny``, about 22 MB in float16):
 a small DA-CLIP, an IR-SDE UNet and a direct (one-pass) restorer UNet trained by
 :mod:`daclip_plugin.training` on synthetic degradations (see ``provenance.json`` there). It
-works offline and prefers the fast ``daclip-direct`` restorer. Its DA-CLIP was trained on
+works offline and prefers the fast ``daclip-direct`` restorer. Its files' SHA-256 are pinned:
+a modified or damaged file is refused when loaded (and reported by ``daclip verify tiny``). Its DA-CLIP was trained on
 unresized 112 px crops, so it sees images as unresized tiles (``clip_view="tiles"``).
 """
 
@@ -62,9 +63,15 @@ TINY_MODEL = ModelSpec(
         "small embedded model, works offline: tiny DA-CLIP + one-pass direct restorer "
         "(also an IR-SDE UNet); trained on synthetic degradations, far weaker than the official models"
     ),
-    daclip=WeightFile.in_package(TINY_PACKAGE, "daclip_tiny.pt"),
-    unet=WeightFile.in_package(TINY_PACKAGE, "irsde_tiny.pth"),
-    direct=WeightFile.in_package(TINY_PACKAGE, "direct_tiny.pth"),
+    daclip=WeightFile.in_package(
+        TINY_PACKAGE, "daclip_tiny.pt", sha256="88b1bee21957831609c44517f0cb4a017408c4b843a64efaac87d5db483cfa74"
+    ),
+    unet=WeightFile.in_package(
+        TINY_PACKAGE, "irsde_tiny.pth", sha256="3c7243932bfa47cf3f3ad97d9b09acec627c354c0d217c8a8aa7cab74fc3a30c"
+    ),
+    direct=WeightFile.in_package(
+        TINY_PACKAGE, "direct_tiny.pth", sha256="f9589bc9cb9686d6b137229d493dddab983561efac1dcf26b1977c7db19b232b"
+    ),
     clip_cfg=TINY_CLIP_CFG,
     unet_cfg=TINY_UNET_CFG,
     direct_cfg=TINY_UNET_CFG,

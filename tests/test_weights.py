@@ -15,7 +15,6 @@ import subprocess
 import sys
 import threading
 import time
-import types
 import urllib.parse
 from pathlib import Path
 
@@ -32,7 +31,7 @@ from daclip_plugin.errors import (
 )
 
 huggingface_hub = pytest.importorskip("huggingface_hub")
-from huggingface_hub import constants, file_download, try_to_load_from_cache  # noqa: E402
+from huggingface_hub import constants, try_to_load_from_cache  # noqa: E402
 
 REPO = "tester/test-repo"
 COMMIT = hashlib.sha1(b"test commit").hexdigest()
@@ -90,6 +89,11 @@ class FakeHub:
         self.files: dict[tuple[str, str], bytes] = {}
         self.cut_after: int | None = None
         self.cuts = 0
+        # hostile or broken behaviour, by file name
+        self.etags: dict[str, str] = {}  # the ETag sent instead of the file's SHA-256
+        self.corrupt: set[str] = set()  # bodies with one byte flipped (same length)
+        self.status: dict[str, int] = {}  # an HTTP error status for the GET
+        self.stall = 0.0  # seconds to wait before sending a body
         self.requests: list[tuple[str, str, str | None]] = []
         self.lock = threading.Lock()
         hub = self
@@ -140,6 +144,15 @@ class FakeHub:
             handler.send_header("Content-Length", "0")
             handler.end_headers()
             return
+        name = match.group(3)
+        if body and name in self.status:
+            handler.send_response(self.status[name])
+            handler.send_header("X-Repo-Commit", COMMIT)
+            handler.send_header("Content-Length", "0")
+            handler.end_headers()
+            return
+        if name in self.corrupt:
+            data = bytes([data[0] ^ 0xFF]) + data[1:]
         start = 0
         if rng:
             start = int(re.fullmatch(r"bytes=(\d+)-", rng).group(1))
@@ -148,13 +161,16 @@ class FakeHub:
         else:
             handler.send_response(200)
         handler.send_header("X-Repo-Commit", COMMIT)
-        handler.send_header("ETag", '"' + hashlib.sha256(data).hexdigest() + '"')
+        real = self.files[(match.group(1), name)]
+        handler.send_header("ETag", '"' + self.etags.get(name, hashlib.sha256(real).hexdigest()) + '"')
         handler.send_header("Accept-Ranges", "bytes")
         handler.send_header("Content-Length", str(len(data) - start))
         handler.send_header("Content-Type", "application/octet-stream")
         handler.end_headers()
         if not body:
             return
+        if self.stall:
+            time.sleep(self.stall)
         end = len(data)
         with self.lock:
             if self.cuts > 0 and self.cut_after is not None:
@@ -223,8 +239,10 @@ def test_models(install_plugin, fresh_plugins, checkpoints_dir):
 
 @pytest.fixture
 def no_retry_wait(monkeypatch):
-    """huggingface_hub sleeps 1 s before each of its 5 resume attempts: skip the waiting only."""
-    monkeypatch.setattr(file_download, "time", types.SimpleNamespace(sleep=lambda seconds: None, time=time.time))
+    """Downloads wait a little before each resume attempt: skip the waiting only."""
+    from daclip_plugin.weights import hub as downloads
+
+    monkeypatch.setattr(downloads, "RETRY_WAIT", lambda attempt: 0.0)
 
 
 def sha256(path: Path) -> str:
@@ -318,7 +336,7 @@ def test_connection_dropped_mid_file_is_resumed_with_range(hub, test_models, che
     resolved = weights.download("test-model")
     assert sha256(resolved.daclip) == sha256(checkpoints_dir / DACLIP_FILE)
     first, second = hub.gets(DACLIP_FILE)
-    assert first is None and second == "bytes=4096-"  # the 4 complete 1 kB chunks were kept
+    assert first is None and second == "bytes=5000-"  # every byte that came before the break was kept
     assert leftovers(hub.cache) == []
 
 

@@ -1,22 +1,46 @@
-"""Downloads from the Hugging Face Hub (or a mirror named by ``HF_ENDPOINT``), on request only."""
+"""Downloads from the Hugging Face Hub (or a mirror named by ``HF_ENDPOINT``), on request only.
+
+Nothing the server says is trusted before it is checked. A file's metadata must be that of
+a Hub file (its ETag a SHA-256 or git SHA-1 digest, its commit a 40-digit hash) before
+anything is written; every path written must lie inside the cache (or the chosen folder);
+the data is written beside its destination, checked against the ETag's hash (and the
+registration's pinned SHA-256, if any), and only then moved into place. A connection that
+breaks off is resumed with HTTP ``Range`` a few times within the call; a download that
+fails leaves no partial file. Files land in the Hugging Face cache's own layout
+(``blobs/``, ``snapshots/``, ``refs/``), where huggingface_hub finds them too.
+"""
 
 from __future__ import annotations
 
+import os
+import re
+import shutil
+import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional, Sequence, Union
+from typing import Callable, Optional, Sequence, Union
 
 from .. import plugins
 from ..errors import Cancelled, DaclipError, DownloadError
-from .locate import _find, _not_found, offline_hint, _resolved, hub_cache_dir
+from .integrity import HUB_HASH, hub_hash_matches, sha256_file
+from .locate import _find, _not_found, _resolved, hub_cache_dir, offline_hint
 from .registry import (
     ROLE_LABELS, SOURCE_DIR, SOURCE_DOWNLOADED, SOURCE_PACKAGE, ModelSpec, PathLike, ProgressCallback, ResolvedModel,
     StopCallback, WeightFile, get_model,
 )
 
+COMMIT = re.compile(r"[0-9a-f]{40}")
+#: Attempts at one file within a call (each resumes where the last one broke off).
+ATTEMPTS = 5
+#: Seconds to wait before the attempt ``k`` (k = 1, 2, ...).
+RETRY_WAIT: Callable[[int], float] = lambda attempt: min(0.5 * 2 ** (attempt - 1), 4.0)  # noqa: E731
+
+
 def download(
     name: Union[str, ModelSpec],
     *,
     dir: Optional[PathLike] = None,
+    force: bool = False,
     progress: Optional[ProgressCallback] = None,
     should_stop: Optional[StopCallback] = None,
     cache_dir: Optional[PathLike] = None,
@@ -26,7 +50,8 @@ def download(
 
     Without ``dir`` the files go to the Hugging Face cache (files already found in
     ``DACLIP_WEIGHTS_DIR`` or the cache are not downloaded again). With ``dir`` they go into
-    that folder, under their own names (ready for ``DACLIP_WEIGHTS_DIR=dir``).
+    that folder, under their own names (ready for ``DACLIP_WEIGHTS_DIR=dir``). ``force``
+    downloads every Hub file again (replacing what is there: a repair).
     ``progress(bytes_done, bytes_total)`` is called as data arrives (over all files);
     ``should_stop()`` returning true cancels with :class:`~daclip_plugin.errors.Cancelled`.
     """
@@ -41,6 +66,8 @@ def download(
             if lookup.path is None:
                 raise _not_found(spec, [(role, file, lookup)])
             paths[role], sources[role] = lookup.path, SOURCE_PACKAGE
+        elif force:
+            todo.append((role, file))
         elif folder is not None:
             if (folder / file.filename).is_file():
                 paths[role], sources[role] = folder / file.filename, SOURCE_DIR
@@ -53,15 +80,8 @@ def download(
             else:
                 todo.append((role, file))
     if todo:
-        if folder is not None:
-            folder.mkdir(parents=True, exist_ok=True)
         fetched = _download_files(
-            spec,
-            todo,
-            local_dir=folder,
-            cache_dir=cache_dir,
-            endpoint=endpoint,
-            progress=progress,
+            spec, todo, local_dir=folder, cache_dir=cache_dir, endpoint=endpoint, progress=progress,
             should_stop=should_stop,
         )
         for role, path in fetched.items():
@@ -69,34 +89,7 @@ def download(
     return _resolved(spec, paths, sources)
 
 
-# --------------------------------------------------------------------------- downloading
-
-
-def _callback_tqdm(
-    progress: Optional[ProgressCallback], offset: int, total: Optional[int], should_stop: Optional[StopCallback]
-):
-    """A silent tqdm class that reports ``(offset + bytes of this file, total)`` to ``progress``."""
-    from tqdm.std import tqdm
-
-    class CallbackTqdm(tqdm):
-        def __init__(self, *args: Any, **kwargs: Any) -> None:
-            kwargs.pop("name", None)
-            kwargs["disable"] = True
-            super().__init__(*args, **kwargs)
-            self.done = int(kwargs.get("initial") or 0)
-            self._report()
-
-        def update(self, n: float = 1) -> None:
-            self.done += int(n)
-            self._report()
-
-        def _report(self) -> None:
-            if should_stop is not None and should_stop():
-                raise Cancelled("download cancelled")
-            if progress is not None:
-                progress(offset + self.done, total if total is not None else self.total)
-
-    return CallbackTqdm
+# --------------------------------------------------------------------------- the server
 
 
 def hub_endpoint(endpoint: Optional[str] = None) -> str:
@@ -157,15 +150,162 @@ def _plugin_of(spec: ModelSpec) -> str:
     return f" (by plugin {entry.plugin!r})" if entry is not None and entry.component is spec else ""
 
 
-def _remote_size(spec: ModelSpec, role: str, file: WeightFile, endpoint: Optional[str]) -> Optional[int]:
+@dataclass(frozen=True)
+class _Remote:
+    """What the server says of one file, checked: where to get it, its hash, commit and size."""
+
+    url: str
+    etag: str
+    commit: str
+    size: Optional[int]
+
+
+def _metadata(spec: ModelSpec, role: str, file: WeightFile, endpoint: Optional[str]) -> _Remote:
+    """Ask the server about a file (no retries: a missing file or server is reported at once)."""
     from huggingface_hub import get_hf_file_metadata
 
+    url = _file_url(file, endpoint)
     try:
-        return get_hf_file_metadata(_file_url(file, endpoint), endpoint=hub_endpoint(endpoint)).size
-    except DaclipError:
-        raise
+        meta = get_hf_file_metadata(url, endpoint=hub_endpoint(endpoint))
     except Exception as exc:
         raise _download_error(spec, role, file, endpoint, exc) from exc
+    etag, commit = (meta.etag or "").lower(), (meta.commit_hash or "").lower()
+    size = meta.size if isinstance(meta.size, int) and meta.size >= 0 else None
+    if not HUB_HASH.fullmatch(etag) or not COMMIT.fullmatch(commit) or (file.size is not None and size not in (None, file.size)):
+        raise DownloadError(
+            f"refusing the {ROLE_LABELS[role]} file {file.filename!r} of model {spec.name!r}: the answer of "
+            f"{hub_endpoint(endpoint)} is not that of a Hugging Face Hub (ETag {meta.etag!r}, commit "
+            f"{meta.commit_hash!r}, size {meta.size!r}); nothing was written. Check HF_ENDPOINT."
+        )
+    return _Remote(url, etag, commit, size)
+
+
+def _inside(root: Path, path: Path) -> Path:
+    """``path``, after checking that it resolves inside ``root``."""
+    resolved = Path(os.path.realpath(path))
+    if not resolved.is_relative_to(Path(os.path.realpath(root))):
+        raise DownloadError(f"refusing to write {path}: it lies outside {root}")
+    return path
+
+
+def _transfer(remote: _Remote, partial: Path, report: Callable[[int], None], should_stop: Optional[StopCallback]) -> None:
+    """Fetch ``remote`` into ``partial``, resuming with ``Range`` when a connection breaks off."""
+    from huggingface_hub import constants
+    from huggingface_hub.utils import build_hf_headers, get_session, hf_raise_for_status
+
+    failure: Optional[BaseException] = None
+    for attempt in range(ATTEMPTS):
+        if attempt:
+            time.sleep(RETRY_WAIT(attempt))
+        have = partial.stat().st_size if partial.exists() else 0
+        if remote.size is not None and have == remote.size:
+            return
+        headers = build_hf_headers()
+        if have:
+            headers["Range"] = f"bytes={have}-"
+        try:
+            with get_session().stream("GET", remote.url, headers=headers, follow_redirects=True,
+                                      timeout=constants.HF_HUB_DOWNLOAD_TIMEOUT) as response:
+                hf_raise_for_status(response)
+                if have and response.status_code != 206:  # the server ignored the Range: start over
+                    have = 0
+                    report(-partial.stat().st_size)
+                with open(partial, "ab" if have else "wb") as handle:
+                    for chunk in response.iter_bytes():  # as it arrives: a break keeps what came
+                        if should_stop is not None and should_stop():
+                            raise Cancelled("download cancelled")
+                        handle.write(chunk)
+                        report(len(chunk))
+        except (Cancelled, DaclipError):
+            raise
+        except Exception as exc:
+            if _is_http_error(exc):
+                raise
+            failure = exc  # a broken or stalled connection: resume
+            continue
+        if remote.size is None or partial.stat().st_size == remote.size:
+            return
+    raise failure if failure is not None else ConnectionError("the server sent less data than it announced")
+
+
+def _is_http_error(exc: BaseException) -> bool:
+    from huggingface_hub import errors as hf
+
+    return isinstance(exc, hf.HfHubHTTPError)
+
+
+def _check_content(spec: ModelSpec, role: str, file: WeightFile, remote: _Remote, partial: Path) -> None:
+    """Refuse data whose hash is not the one the server announced (or the registration pins)."""
+    size = partial.stat().st_size
+    problem = None
+    if remote.size is not None and size != remote.size:
+        problem = f"it has {size} bytes, the server announced {remote.size}"
+    elif not hub_hash_matches(partial, remote.etag):
+        problem = f"its content does not match the hash the server announced ({remote.etag})"
+    elif file.sha256 is not None and sha256_file(partial) != file.sha256:
+        problem = f"its SHA-256 differs from the one pinned in the registration of {spec.name!r}"
+    if problem:
+        raise DownloadError(
+            f"the {ROLE_LABELS[role]} file {file.filename!r} of model {spec.name!r} arrived corrupt from "
+            f"{remote.url}: {problem}; nothing was kept. Run `daclip download {spec.name}` again to retry."
+        )
+
+
+# --------------------------------------------------------------------------- placing files
+
+
+def _storage(file: WeightFile, cache_dir: Optional[PathLike]) -> tuple[Path, Path]:
+    """The cache folder of the file's repository, and the cache root."""
+    from huggingface_hub.file_download import repo_folder_name
+
+    root = hub_cache_dir(cache_dir)
+    return _inside(root, root / repo_folder_name(repo_id=file.repo_id, repo_type="model")), root
+
+
+def _place_in_cache(file: WeightFile, remote: _Remote, blob: Path, storage: Path) -> Path:
+    """Link ``snapshots/<commit>/<file>`` to the blob and record the revision's commit."""
+    pointer = _inside(storage, storage / "snapshots" / remote.commit / file.filename)
+    pointer.parent.mkdir(parents=True, exist_ok=True)
+    if pointer.is_symlink() or pointer.exists():
+        pointer.unlink()
+    try:
+        os.symlink(os.path.relpath(blob, pointer.parent), pointer)
+    except OSError:  # no symlinks here (Windows without developer mode): a copy
+        shutil.copyfile(blob, pointer)
+    revision = file.revision or "main"
+    if revision != remote.commit:
+        ref = _inside(storage, storage / "refs" / revision)
+        ref.parent.mkdir(parents=True, exist_ok=True)
+        partial = ref.with_name(f".{ref.name}.{os.getpid()}.incomplete")
+        partial.write_text(remote.commit)
+        os.replace(partial, ref)
+    return pointer
+
+
+def _fetch_one(spec, role, file, remote, local_dir, cache_dir, report, should_stop) -> Path:
+    """Download one checked file to its place; nothing partial is left if it fails."""
+    from filelock import FileLock
+
+    if local_dir is not None:
+        local_dir.mkdir(parents=True, exist_ok=True)
+        target = _inside(local_dir, local_dir / file.filename)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        lock_path, storage = local_dir / f".{file.filename.replace('/', '_')}.lock", None
+    else:
+        storage, root = _storage(file, cache_dir)
+        target = _inside(storage, storage / "blobs" / remote.etag)
+        lock_path = _inside(root, root / ".locks" / storage.name / f"{remote.etag}.lock")
+    partial = target.with_name(f".{target.name}.incomplete" if local_dir is not None else f"{target.name}.incomplete")
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(lock_path)):
+        try:
+            _transfer(remote, partial, report, should_stop)
+            _check_content(spec, role, file, remote, partial)
+            os.replace(partial, target)
+        finally:
+            partial.unlink(missing_ok=True)
+    return target if storage is None else _place_in_cache(file, remote, target, storage)
 
 
 def _download_files(
@@ -178,34 +318,28 @@ def _download_files(
     progress: Optional[ProgressCallback],
     should_stop: Optional[StopCallback],
 ) -> dict[str, Path]:
-    from huggingface_hub import hf_hub_download
-
-    use_callback = progress is not None or should_stop is not None
-    # Ask the server about every file first, without retries: an unreachable server or a
-    # missing file is reported at once (hf_hub_download alone retries for about 20 s), and
-    # the sizes give one progress total over all files.
-    sizes = [_remote_size(spec, role, file, endpoint) for role, file in files]
+    # Every file's metadata is checked first: nothing is written for a model whose server
+    # answers wrongly for any of its files, and the sizes give one progress total.
+    remotes = [_metadata(spec, role, file, endpoint) for role, file in files]
+    sizes = [remote.size for remote in remotes]
     total = sum(sizes) if None not in sizes else None  # type: ignore[arg-type]
-    done = 0
+    done = [0]
+
+    def report(count: int) -> None:
+        done[0] += count
+        if progress is not None:
+            progress(done[0], total)
+
+    if should_stop is not None and should_stop():
+        raise Cancelled("download cancelled")
     fetched: dict[str, Path] = {}
-    for (role, file), size in zip(files, sizes):
-        tqdm_class = _callback_tqdm(progress, done, total, should_stop) if use_callback else None
+    for (role, file), remote in zip(files, remotes):
         try:
-            path = hf_hub_download(
-                file.repo_id,
-                file.filename,
-                revision=file.revision,
-                cache_dir=str(hub_cache_dir(cache_dir)),
-                local_dir=str(local_dir) if local_dir is not None else None,
-                endpoint=hub_endpoint(endpoint),
-                tqdm_class=tqdm_class,
-            )
+            fetched[role] = _fetch_one(spec, role, file, remote, local_dir, cache_dir, report, should_stop)
         except DaclipError:
             raise
         except Exception as exc:
             raise _download_error(spec, role, file, endpoint, exc) from exc
-        fetched[role] = Path(path)
-        done += fetched[role].stat().st_size
     if progress is not None:
-        progress(done, total if total is not None else done)
+        progress(done[0], total if total is not None else done[0])
     return fetched

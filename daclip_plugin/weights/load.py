@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Optional, Sequence, Union
 
 from ..errors import CheckpointError, DaclipError
+from .integrity import cached_sha256
 from .locate import resolve
 from .registry import (
     DEFAULT_MODEL, ROLE_LABELS, SOURCE_CACHE, SOURCE_DIR, SOURCE_DOWNLOADED, SOURCE_ENV, SOURCE_EXPLICIT, LoadedModel,
@@ -63,6 +64,19 @@ def config_hint(resolved: ResolvedModel, role: str) -> Optional[dict]:
     return _config(spec, value, checkpoints.RELEASED_UNET_CONFIGS, what, source)
 
 
+def _check_pinned(resolved: ResolvedModel, role: str, path: Path, source: str) -> None:
+    """A registered file whose SHA-256 is pinned must have it (an explicit path is the caller's)."""
+    file = resolved.spec.file(role)
+    if file is None or file.sha256 is None or source == SOURCE_EXPLICIT:
+        return
+    if cached_sha256(path) != file.sha256:
+        repair = "reinstall daclip-plugin" if file.embedded else f"run `daclip download {resolved.spec.name} --force`"
+        raise CheckpointError(
+            f"the {ROLE_LABELS[role]} file {path} of model {resolved.spec.name!r} is corrupt or was modified: "
+            f"its SHA-256 is not the registered {file.sha256}; {repair}"
+        )
+
+
 def load_file(resolved: ResolvedModel, role: str, device: Any = "cpu") -> Any:
     """Load the ``role`` file of a resolved model on ``device`` (a DA-CLIP or a conditional UNet).
 
@@ -72,6 +86,7 @@ def load_file(resolved: ResolvedModel, role: str, device: Any = "cpu") -> Any:
     from .. import checkpoints
 
     path, hint, source = resolved.path(role), config_hint(resolved, role), resolved.sources.get(role, "")
+    _check_pinned(resolved, role, path, source)
     if role == "daclip":
         return _load_file(checkpoints.load_daclip, path, resolved.spec, role, source, clip_cfg=hint, device=device)
     return _load_file(checkpoints.load_unet, path, resolved.spec, role, source, unet_cfg=hint, device=device)

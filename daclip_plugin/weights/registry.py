@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Optional, Union
@@ -37,7 +38,8 @@ PathLike = Union[str, "os.PathLike[str]"]
 class WeightFile:
     """One weight file: on the Hugging Face Hub (``repo_id``) or inside a Python package (``package``).
 
-    ``size`` is the size in bytes when known (``None``: unknown).
+    ``size`` is the size in bytes when known (``None``: unknown). ``sha256`` pins the file's
+    content: a download or a file on disk with another hash is refused.
     """
 
     filename: str
@@ -45,22 +47,29 @@ class WeightFile:
     revision: Optional[str] = None
     size: Optional[int] = None
     package: Optional[str] = None
+    sha256: Optional[str] = None
 
     def __post_init__(self) -> None:
-        if not self.filename or "\\" in self.filename or self.filename.startswith("/"):
-            raise ValueError(f"a weight file needs a relative file name, got {self.filename!r}")
+        parts = self.filename.split("/") if self.filename else []
+        if not parts or "\\" in self.filename or self.filename.startswith("/") or any(p in ("", ".", "..") for p in parts):
+            raise ValueError(f"a weight file needs a relative file name without '..', got {self.filename!r}")
         if (self.repo_id is None) == (self.package is None):
             raise ValueError(f"weight file {self.filename!r}: give exactly one of repo_id or package")
+        if self.sha256 is not None and not re.fullmatch(r"[0-9a-f]{64}", self.sha256):
+            raise ValueError(f"weight file {self.filename!r}: sha256 must be 64 lowercase hex digits, got {self.sha256!r}")
 
     @classmethod
-    def hub(cls, repo_id: str, filename: str, *, revision: Optional[str] = None, size: Optional[int] = None) -> "WeightFile":
+    def hub(
+        cls, repo_id: str, filename: str, *, revision: Optional[str] = None, size: Optional[int] = None,
+        sha256: Optional[str] = None,
+    ) -> "WeightFile":
         """A file of a Hugging Face Hub model repository (downloaded on request)."""
-        return cls(filename=filename, repo_id=repo_id, revision=revision, size=size)
+        return cls(filename=filename, repo_id=repo_id, revision=revision, size=size, sha256=sha256)
 
     @classmethod
-    def in_package(cls, package: str, filename: str, *, size: Optional[int] = None) -> "WeightFile":
+    def in_package(cls, package: str, filename: str, *, size: Optional[int] = None, sha256: Optional[str] = None) -> "WeightFile":
         """A file shipped inside the Python package ``package`` (no download needed)."""
-        return cls(filename=filename, package=package, size=size)
+        return cls(filename=filename, package=package, size=size, sha256=sha256)
 
     @property
     def embedded(self) -> bool:
