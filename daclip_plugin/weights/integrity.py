@@ -84,7 +84,7 @@ def check(spec: ModelSpec, role: str, file: WeightFile, cache_dir: Optional[Path
         actual = sha256_file(path)
         if actual == file.sha256:
             return FileCheck(role, file, path, "ok", "SHA-256 matches the registration")
-        return FileCheck(role, file, path, "corrupt", f"SHA-256 {actual} differs from the registered {file.sha256}")
+        return FileCheck(role, file, path, "corrupt", f"its SHA-256 {actual} differs from the registered {file.sha256}")
     blob = cache_blob_hash(path)
     if blob is not None:
         if hub_hash_matches(path, blob):
