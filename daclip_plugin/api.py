@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any, Mapping, Optional, Sequence
 
 import numpy as np
 
 from . import imaging, options, plugins
-from .errors import InvalidImageError, UnknownNameError
+from .errors import DaclipError, PluginError, UnknownNameError
 from .interfaces import Classifier, Estimate, ProgressCallback, Restorer, StopCallback
 
 DEFAULT_RESTORER = "daclip"
@@ -15,6 +16,8 @@ DEFAULT_CLASSIFIER = "daclip"
 
 
 def _lookup(kind: str, registry: dict[str, plugins.Registered], name: str):
+    if not isinstance(name, str):
+        raise UnknownNameError(f"the {kind} must be given by its name (text), not {type(name).__name__} {name!r}")
     if name not in registry:
         available = ", ".join(sorted(registry)) or "none (no plugin registered one)"
         raise UnknownNameError(f"unknown {kind} {name!r}; available: {available}")
@@ -102,14 +105,9 @@ def restore(
     checked = options.of(component).check(f"restorer {restorer!r}", given)
     rgb, info = imaging.normalize(image, value_range)
     extra = {} if estimate is None else {"estimate": estimate}
-    result = component.restore(rgb, progress=progress, should_stop=should_stop, **extra, **checked)
-    result = np.asarray(result)
-    if result.shape != rgb.shape or not np.isfinite(result).all():
-        raise InvalidImageError(
-            f"restorer {restorer!r} returned an invalid result (shape {result.shape}, "
-            f"expected {rgb.shape}, finite values only)"
-        )
-    return imaging.denormalize(result, info)
+    with _blame("restorer", restorer):
+        result = component.restore(rgb, progress=progress, should_stop=should_stop, **extra, **checked)
+    return imaging.denormalize(_checked_image(result, rgb.shape, restorer), info)
 
 
 def estimate(
@@ -120,7 +118,8 @@ def estimate(
     component = get_restorer(restorer)
     checked = options.of(component).check(f"restorer {restorer!r}", given)
     rgb, _ = imaging.normalize(image, value_range)
-    return component.estimate(rgb, **checked)
+    with _blame("restorer", restorer):
+        return component.estimate(rgb, **checked)
 
 
 def classify(
@@ -130,5 +129,57 @@ def classify(
     component = get_classifier(classifier)
     checked = options.of(component).check(f"classifier {classifier!r}", given)
     rgb, _ = imaging.normalize(image, value_range)
-    scores = component.classify(rgb, **checked)
-    return dict(sorted(scores.items(), key=lambda item: item[1], reverse=True))
+    with _blame("classifier", classifier):
+        scores = component.classify(rgb, **checked)
+    return _checked_scores(scores, classifier)
+
+
+#: How far outside [0, 1] a restorer's float result may stray (rounding) before it is refused.
+RANGE_SLACK = 1e-3
+
+
+@contextlib.contextmanager
+def _blame(kind: str, name: str):
+    """Name the component and its plugin when it fails with anything but a DaclipError."""
+    try:
+        yield
+    except DaclipError:
+        raise
+    except Exception as exc:
+        raise PluginError(f"{kind} {name!r}{_plugin(kind, name)} failed: {type(exc).__name__}: {exc}") from exc
+
+
+def _plugin(kind: str, name: str) -> str:
+    registry = plugins.restorers() if kind == "restorer" else plugins.classifiers()
+    return f" (plugin {registry[name].plugin!r})" if name in registry else ""
+
+
+def _checked_image(result, shape: tuple, restorer: str) -> np.ndarray:
+    """A restorer's result, if it is what the contract says: float ``shape`` values in [0, 1]."""
+    who = f"restorer {restorer!r}{_plugin('restorer', restorer)}"
+    array = np.asarray(result) if isinstance(result, np.ndarray) or hasattr(result, "__array__") else None
+    if array is None or array.shape != shape:
+        got = f"shape {array.shape}" if array is not None else type(result).__name__
+        raise PluginError(f"{who} returned {got}; expected a float array of shape {shape}")
+    if array.dtype.kind != "f":
+        raise PluginError(f"{who} returned {array.dtype} values; expected floats in [0, 1]")
+    if not np.isfinite(array).all():
+        raise PluginError(f"{who} returned NaN or infinite values")
+    low, high = float(array.min()), float(array.max())
+    if low < -RANGE_SLACK or high > 1 + RANGE_SLACK:
+        raise PluginError(f"{who} returned values in {low:g}..{high:g}; expected floats in [0, 1]")
+    return array
+
+
+def _checked_scores(scores, classifier: str) -> dict[str, float]:
+    """A classifier's result, if it maps names to probabilities; most likely first."""
+    who = f"classifier {classifier!r}{_plugin('classifier', classifier)}"
+    if not isinstance(scores, Mapping) or not scores:
+        raise PluginError(f"{who} returned {type(scores).__name__}; expected a dict of probabilities")
+    checked = {}
+    for name, value in scores.items():
+        number = value if isinstance(value, (int, float, np.floating, np.integer)) and not isinstance(value, bool) else None
+        if not isinstance(name, str) or number is None or not (0.0 <= float(number) <= 1.0):
+            raise PluginError(f"{who} returned {name!r}: {value!r}; expected names with probabilities in [0, 1]")
+        checked[name] = float(number)
+    return dict(sorted(checked.items(), key=lambda item: item[1], reverse=True))

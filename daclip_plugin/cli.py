@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+import threading
 from pathlib import Path
 from typing import Optional, Sequence
 
 from . import __version__, plugins
-from .errors import DaclipError
-from .options import Option
+from .errors import DaclipError, InvalidImageError, InvalidOptionError, OutputError, UnknownNameError
+from .cli_flags import add_option_flags, declared, given
+from .options import of as options_of
 
 
 def _print_components(title: str, registry: dict[str, plugins.Registered]) -> None:
@@ -127,92 +130,26 @@ def cmd_interpolate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _declared(*registries: dict[str, plugins.Registered]) -> list[list[Option]]:
-    """Every option the components of these registries declare: all declarations of each name."""
-    from . import options
-
-    found: dict[str, list[Option]] = {}
-    for registry in registries:
-        for name in sorted(registry):
-            option_set = options.of(registry[name].component)
-            if option_set.declared:
-                for option in option_set:
-                    found.setdefault(option.name, []).append(option)
-    return list(found.values())
-
-
-def _comma_list(text: str) -> list[str]:
-    return [part.strip() for part in text.split(",")]
-
-
-def _nullable(convert):
-    def parse(text: str):
-        return None if text.strip().lower() == "none" else convert(text)
-
-    parse.__name__ = convert.__name__  # argparse names the type in its errors
-    return parse
-
-
-def _add_option_flags(parser: argparse.ArgumentParser, declared: list[list[Option]]) -> list[str]:
-    """A ``--flag`` for each declared option (skipping names the command uses itself); returns their names.
-
-    The first declaration of a name gives its help and type; its choices are enforced when
-    every declaration of that name has the same.
-    """
-    names = []
-    for declarations in declared:
-        option = declarations[0]
-        help_text = option.help
-        if option.default is not None:
-            help_text += f" [default: {option.default}]"
-        for other, allowed in option.when.items():
-            help_text += f" [with --{other.replace('_', '-')} {' or '.join(map(str, allowed))}]"
-        kwargs: dict = {"dest": option.name, "default": None, "help": help_text.replace("%", "%%")}
-        if option.type is bool:
-            kwargs["action"] = argparse.BooleanOptionalAction
-        else:
-            convert = {int: int, float: float, list: _comma_list}.get(option.type, str)
-            kwargs["type"] = _nullable(convert) if option.nullable else convert
-            kwargs["metavar"] = "A,B,..." if option.type is list else option.name.upper()
-            if option.choices and all(other.choices == option.choices for other in declarations):
-                kwargs["choices"], kwargs["metavar"] = option.choices, "{" + ",".join(map(str, option.choices)) + "}"
-        try:
-            parser.add_argument("--" + option.name.replace("_", "-"), **kwargs)
-        except argparse.ArgumentError:  # the command has a flag of that name itself
-            continue
-        names.append(option.name)
-    return names
-
-
-def _given(args: argparse.Namespace) -> dict:
-    """The declared options the user set on the command line (the rest keep their defaults)."""
-    return {name: getattr(args, name) for name in args.option_names if getattr(args, name) is not None}
-
-
 def _print_scores(path, scores: dict[str, float]) -> None:
     top = ", ".join(f"{name} {probability:.1%}" for name, probability in list(scores.items())[:3])
     print(f"{path}: {top}")
 
 
-def _output_path(source: Path, output: Optional[str], several: bool) -> Path:
-    if output is None:
-        return source.with_name(f"{source.stem}_restored.png")
-    target = Path(output)
-    if several or target.is_dir() or output.endswith(("/", "\\")):
-        return target / f"{source.stem}_restored.png"
-    return target
-
-
 def cmd_classify(args: argparse.Namespace) -> int:
-    """Print each image's degradation probabilities."""
+    """Print each image's degradation probabilities (a stack's: averaged over its frames)."""
     import json
 
-    from . import api, imagefiles
+    from . import api, imagefiles, stacks
 
-    options = _given(args)
+    options = given(args)
+    options_of(api.get_classifier(args.classifier)).check(f"classifier {args.classifier!r}", options)
     results = {}
     for path in args.images:
-        scores = api.classify(imagefiles.read_image(path), classifier=args.classifier, **options)
+        picture = imagefiles.read_picture(path, max_pixels=args.max_pixels)
+        if picture.stack:
+            scores = stacks.classify_stack(picture.data, args.classifier, rgb=_rgb(picture), **options).mean_probabilities
+        else:
+            scores = api.classify(picture.data, classifier=args.classifier, **options)
         results[path] = scores
         if not args.json:
             _print_scores(path, scores)
@@ -221,34 +158,60 @@ def cmd_classify(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_restore(args: argparse.Namespace) -> int:
-    """Restore images; print their degradation probabilities; write NAME_restored.png files."""
-    from tqdm import tqdm
+def _rgb(picture) -> bool:
+    return picture.data.ndim == 4 or (picture.data.ndim == 3 and not picture.stack)
 
-    from . import api, imagefiles
+
+def cmd_restore(args: argparse.Namespace) -> int:
+    """Restore images; print their degradation probabilities; write NAME_restored files.
+
+    Every output is planned and checked before any work (see :mod:`daclip_plugin.outputs`).
+    """
+    from . import api, imagefiles, outputs
 
     restorer = args.restorer or api.preferred_restorer(getattr(args, "model", None))
     classifier = None if args.no_classify else args.classifier
-    options, classify_options = api.split_options(_given(args), restorer, classifier)
-    for path in args.images:
-        source = Path(path)
-        image = imagefiles.read_image(source)
-        if classifier is not None:
-            _print_scores(path, api.classify(image, classifier=classifier, **classify_options))
-        with tqdm(desc=f"restoring {source.name}", unit="step", leave=False, disable=args.quiet) as bar:
-            def progress(done: int, total: int) -> None:
-                bar.total = total
-                bar.update(done - bar.n)
-
-            restored = api.restore(image, restorer=restorer, progress=progress, **options)
-        target = imagefiles.write_image(_output_path(source, args.output, len(args.images) > 1), restored)
-        print(f"  -> {target}")
-        if args.side_by_side:
-            compare = imagefiles.write_image(
-                target.with_name(f"{target.stem}_compare.png"), imagefiles.side_by_side(image, restored)
-            )
-            print(f"  -> {compare} (input | restored)")
+    options, classify_options = api.split_options(given(args), restorer, classifier)
+    options = options_of(api.get_restorer(restorer)).check(f"restorer {restorer!r}", options)
+    sources = [Path(path) for path in args.images]
+    headers = [imagefiles.probe(source, max_pixels=args.max_pixels) for source in sources]
+    planned = outputs.plan(sources, headers, args.output, overwrite=args.overwrite, side_by_side=args.side_by_side)
+    for item in planned:
+        picture = imagefiles.read_picture(item.source, max_pixels=args.max_pixels)
+        restored, scores = _restore_picture(picture, item.source, restorer, options, classifier, classify_options, args.quiet)
+        if scores is not None:
+            _print_scores(item.source, scores)
+        print(f"  -> {imagefiles.write_image(item.target, restored, frames=picture.frames)}")
+        if item.compare is not None:
+            first = (lambda data: data[0]) if picture.stack else (lambda data: data)
+            imagefiles.write_image(item.compare, imagefiles.side_by_side(first(picture.data), first(restored)))
+            print(f"  -> {item.compare} (input | restored)")
     return 0
+
+
+def _restore_picture(picture, source: Path, restorer: str, options, classifier, classify_options, quiet: bool):
+    """The restored pixels, and the probabilities that steered them (or the classifier's)."""
+    from tqdm import tqdm
+
+    from . import api, stacks
+
+    with tqdm(desc=f"restoring {source.name}", unit="step", leave=False, disable=quiet) as bar:
+        def progress(done: int, total: int) -> None:
+            bar.total = total
+            bar.update(done - bar.n)
+
+        if picture.stack:
+            def on_event(event) -> None:
+                if event.steps:
+                    progress(event.slice * event.steps + event.step, event.slices * event.steps)
+
+            result = stacks.restore_stack(
+                picture.data, restorer, rgb=_rgb(picture), conditioning="mean", classifier=classifier,
+                classifier_options=classify_options, progress=on_event, **options,
+            )
+            return result.data, result.mean_probabilities or None
+        scores = api.classify(picture.data, classifier=classifier, **classify_options) if classifier else None
+        return api.restore(picture.data, restorer=restorer, progress=progress, **options), scores
 
 
 def cmd_samples(args: argparse.Namespace) -> int:
@@ -297,7 +260,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         args.root,
         restorer=restorer,
         classifier=classifier,
-        options=_given(args),
+        options=given(args),
         limit=args.limit,
         progress=not args.quiet,
     )
@@ -307,15 +270,25 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_max_pixels(parser: argparse.ArgumentParser) -> None:
+    from .imagefiles import DEFAULT_MAX_PIXELS, ENV_MAX_PIXELS
+
+    parser.add_argument(
+        "--max-pixels", type=int, metavar="N",
+        help=f"refuse files declaring more pixels per frame (default {DEFAULT_MAX_PIXELS:,}, or {ENV_MAX_PIXELS})",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The parser; the restore, classify and evaluate flags come from the components' declared options."""
-    component_options = _declared(plugins.restorers(), plugins.classifiers())
-    classifier_options = _declared(plugins.classifiers())
+    component_options = declared(plugins.restorers(), plugins.classifiers())
+    classifier_options = declared(plugins.classifiers())
     parser = argparse.ArgumentParser(
         prog="daclip",
         description="DA-CLIP degradation classification and image restoration.",
     )
     parser.add_argument("--version", action="version", version=f"daclip-plugin {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show the full traceback of errors")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     commands.add_parser("plugins", help=cmd_plugins.__doc__).set_defaults(run=cmd_plugins)
     commands.add_parser("models", help=cmd_models.__doc__).set_defaults(run=cmd_models)
@@ -374,7 +347,8 @@ def build_parser() -> argparse.ArgumentParser:
     classify.add_argument("images", nargs="+", metavar="IMAGE")
     classify.add_argument("--classifier", default="daclip", help="classifier name (see `daclip plugins`)")
     classify.add_argument("--json", action="store_true", help="print all probabilities as JSON")
-    classify.set_defaults(run=cmd_classify, option_names=_add_option_flags(classify, classifier_options))
+    _add_max_pixels(classify)
+    classify.set_defaults(run=cmd_classify, option_names=add_option_flags(classify, classifier_options))
     restore = commands.add_parser("restore", help=cmd_restore.__doc__)
     restore.add_argument("images", nargs="+", metavar="IMAGE")
     restore.add_argument("-o", "--output", metavar="PATH", help="output file, or folder for several images")
@@ -383,7 +357,9 @@ def build_parser() -> argparse.ArgumentParser:
     restore.add_argument("--side-by-side", action="store_true", help="also write NAME_compare.png (input | output)")
     restore.add_argument("--no-classify", action="store_true", help="do not print degradation probabilities")
     restore.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
-    restore.set_defaults(run=cmd_restore, option_names=_add_option_flags(restore, component_options))
+    restore.add_argument("--overwrite", action="store_true", help="replace output files that exist (never an input)")
+    _add_max_pixels(restore)
+    restore.set_defaults(run=cmd_restore, option_names=add_option_flags(restore, component_options))
     samples = commands.add_parser("samples", help=cmd_samples.__doc__)
     samples.add_argument("dir", nargs="?", metavar="DIR", help="copy the sample PNGs into this folder")
     samples.set_defaults(run=cmd_samples)
@@ -401,24 +377,55 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--limit", type=int, metavar="N", help="only the first N images of each degradation")
     evaluate.add_argument("--json", metavar="FILE", help="also write the report as JSON")
     evaluate.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
-    evaluate.set_defaults(run=cmd_evaluate, option_names=_add_option_flags(evaluate, component_options))
+    evaluate.set_defaults(run=cmd_evaluate, option_names=add_option_flags(evaluate, component_options))
     return parser
 
 
+#: Exit codes: a user error (bad input, option or output) and a failure while working.
+EXIT_USAGE, EXIT_FAILURE = 2, 1
+USAGE_ERRORS = (InvalidImageError, InvalidOptionError, UnknownNameError, OutputError)
+
+
+class Terminated(BaseException):
+    """SIGTERM arrived: unwinds like Ctrl-C, so half-written files are removed."""
+
+
+def _terminate(signum, frame) -> None:
+    raise Terminated()
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    early = argparse.ArgumentParser(add_help=False)
+    early.add_argument("--debug", action="store_true")
+    debug = early.parse_known_args(argv)[0].debug
+    previous = signal.signal(signal.SIGTERM, _terminate) if threading.current_thread() is threading.main_thread() else None
     try:
         parser = build_parser()  # reads the plugins' declared options
         args = parser.parse_args(argv)
         if getattr(args, "run", None) is None:
             parser.print_help()
-            return 2
+            return EXIT_USAGE
         return args.run(args)
     except DaclipError as exc:
+        if debug:
+            raise
         print(f"daclip: error: {exc}", file=sys.stderr)
-        return 1
+        return EXIT_USAGE if isinstance(exc, USAGE_ERRORS) else EXIT_FAILURE
     except KeyboardInterrupt:
         print("daclip: interrupted", file=sys.stderr)
         return 130
+    except Terminated:
+        print("daclip: terminated", file=sys.stderr)
+        return 143
+    except Exception as exc:
+        if debug:
+            raise
+        print(f"daclip: error: {type(exc).__name__}: {exc} (daclip --debug ... shows the traceback)", file=sys.stderr)
+        return EXIT_FAILURE
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

@@ -85,7 +85,7 @@ class DirectRestorer(ConditionedModel):
         if should_stop is not None and should_stop():
             raise Cancelled("stopped before DA-CLIP ran")
         degra, content = self.contexts(rgb, estimate)
-        tile_size = tile_size_for(rgb.shape[:2], tile_size, tile_overlap)
+        tile_size, tile_overlap = tile_size_for(rgb.shape[:2], tile_size, tile_overlap)
         dtype = next(self.unet.parameters()).dtype
         lq = torch.from_numpy(np.ascontiguousarray(rgb, dtype=np.float32)).permute(2, 0, 1)[None]
         lq = lq.to(self.device, dtype)

@@ -12,10 +12,6 @@ class UnknownNameError(DaclipError, KeyError):
         return str(self.args[0]) if self.args else ""
 
 
-class DuplicateNameError(DaclipError):
-    """Two plugins registered the same name."""
-
-
 class InvalidImageError(DaclipError, ValueError):
     """An input image of the wrong shape, dtype or content (empty, NaN, ...)."""
 
@@ -26,6 +22,14 @@ class InvalidOptionError(DaclipError, ValueError):
 
 class CheckpointError(DaclipError):
     """A checkpoint file that is corrupt or does not fit the model."""
+
+
+class OutputError(DaclipError):
+    """An output that cannot or must not be written (an input, an existing file, an unwritable folder)."""
+
+
+class PluginError(DaclipError):
+    """A plugin's component failed, or returned something other than its contract says."""
 
 
 class Cancelled(DaclipError):

@@ -28,13 +28,18 @@ from typing import Any, Callable, Mapping, Optional, Sequence, Union
 
 import numpy as np
 
-from .errors import DaclipError
+from .errors import DaclipError, InvalidOptionError
 
 PathLike = Union[str, "os.PathLike[str]"]
 LQ, GT = "LQ", "GT"
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 MANIFEST = "benchmark.json"
 METRICS = ("psnr_in", "psnr_out", "ssim_in", "ssim_out")
+
+
+#: Bounds of make_benchmark (a 4096 px crop is larger than any held-out photograph anyway).
+MAX_SIZE = 4096
+MAX_PER_TYPE = 10_000
 
 
 class BenchmarkLayoutError(DaclipError):
@@ -76,8 +81,10 @@ def make_benchmark(
     from . import degradations as deg
     from . import imagefiles
 
-    if per_type < 1 or size < 8:
-        raise DaclipError(f"need per_type >= 1 and size >= 8, got per_type={per_type}, size={size}")
+    if not (1 <= per_type <= MAX_PER_TYPE and 8 <= size <= MAX_SIZE):
+        raise InvalidOptionError(
+            f"need 1 <= per_type <= {MAX_PER_TYPE} and 8 <= size <= {MAX_SIZE}, got per_type={per_type}, size={size}"
+        )
     names = list(deg.DEGRADATIONS if degradations is None else degradations)
     unknown = [name for name in names if name not in deg.DEGRADATIONS]
     if unknown:

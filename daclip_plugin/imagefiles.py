@@ -1,86 +1,299 @@
-"""Reading and writing image files for the command line (Pillow)."""
+"""Image files: read and write at the file's own bit depth, sample format and frame count.
+
+TIFF goes through tifffile (any dtype, several pages), 16-bit colour PNG through pypng, and
+everything else through Pillow. Reading applies the EXIF orientation, keeps a palette's
+transparency, and checks the declared size against a limit before decoding (a small file can
+declare billions of pixels). Writing is atomic (a complete file or none, with the usual
+permissions), and a format that cannot hold the data is refused instead of losing it.
+"""
 
 from __future__ import annotations
 
 import os
-import tempfile
+import secrets
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, ImageSequence, UnidentifiedImageError
 
 from .errors import DaclipError, InvalidImageError
+
+#: Files declaring more pixels than this (per frame) are refused before they are decoded.
+DEFAULT_MAX_PIXELS = 150_000_000
+ENV_MAX_PIXELS = "DACLIP_MAX_PIXELS"
+TIFF = (".tif", ".tiff")
+#: Writable formats by suffix: what each can hold.
+FORMATS = {
+    ".png": "8- or 16-bit integers, gray, RGB or RGBA",
+    ".tif": "any integer or float data, several frames",
+    ".tiff": "any integer or float data, several frames",
+    ".jpg": "8-bit gray or RGB",
+    ".jpeg": "8-bit gray or RGB",
+    ".bmp": "8-bit gray, RGB or RGBA",
+    ".webp": "8-bit RGB or RGBA",
+}
+Image.MAX_IMAGE_PIXELS = None  # our own limit applies, before decoding and with a clear message
+
+
+@dataclass(frozen=True)
+class Picture:
+    """An image file's pixels: ``(H, W[, C])``, or ``(frames, H, W[, C])`` when ``frames > 1``."""
+
+    data: np.ndarray
+    frames: int = 1
+
+    @property
+    def stack(self) -> bool:
+        return self.frames > 1
+
+
+def max_pixels() -> int:
+    """The pixel limit: ``DACLIP_MAX_PIXELS`` if set, else :data:`DEFAULT_MAX_PIXELS`."""
+    value = os.environ.get(ENV_MAX_PIXELS, "")
+    return int(value) if value.strip().isdigit() else DEFAULT_MAX_PIXELS
+
+
+def _check_pixels(path: Path, height: int, width: int, limit: Optional[int]) -> None:
+    limit = max_pixels() if limit is None else limit
+    if height * width > limit:
+        raise InvalidImageError(
+            f"{path} declares {width} x {height} pixels, more than the limit of {limit:,} "
+            f"(raise it with --max-pixels or {ENV_MAX_PIXELS} if the file is genuine)"
+        )
+
+
+def read_picture(path, *, max_pixels: Optional[int] = None) -> Picture:
+    """Read every frame of an image file at its own depth (see :class:`Picture`)."""
+    path = Path(path)
+    if not path.is_file():
+        raise InvalidImageError(f"no such image file: {path}" if not path.exists() else f"{path} is not a file")
+    try:
+        if path.suffix.lower() in TIFF:
+            return _read_tiff(path, max_pixels)
+        with Image.open(path) as image:
+            _check_pixels(path, image.height, image.width, max_pixels)
+            if image.format == "PNG" and _png_bit_depth(path) == 16 and image.mode not in ("I", "I;16", "I;16B"):
+                return Picture(_read_png16(path))
+            frames = [_pixels(ImageOps.exif_transpose(frame)) for frame in ImageSequence.Iterator(image)]
+    except DaclipError:
+        raise
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError) as exc:
+        raise InvalidImageError(f"cannot read {path} as an image: {exc}") from None
+    if len(frames) == 1:
+        return Picture(frames[0])
+    if len({(f.shape, f.dtype) for f in frames}) > 1:
+        raise InvalidImageError(f"the {len(frames)} frames of {path} differ in size or kind")
+    return Picture(np.stack(frames), len(frames))
+
+
+@dataclass(frozen=True)
+class Header:
+    """What an image file holds, read without decoding its pixels."""
+
+    frames: int
+    channels: int
+    dtype: np.dtype
+
+
+_MODE_DTYPES = {"I;16": np.uint16, "I;16B": np.uint16, "I;16L": np.uint16, "I": np.int32, "F": np.float32}
+
+
+def probe(path, *, max_pixels: Optional[int] = None) -> Header:
+    """The frames, channels and pixel type of an image file (as :func:`read_picture` gives them)."""
+    path = Path(path)
+    if not path.is_file():
+        raise InvalidImageError(f"no such image file: {path}" if not path.exists() else f"{path} is not a file")
+    try:
+        if path.suffix.lower() in TIFF:
+            import tifffile
+
+            with tifffile.TiffFile(path) as tif:
+                series = tif.series[0]
+                rgb = series.axes.endswith("YXS")
+                height, width = series.shape[len(series.shape) - (3 if rgb else 2):][:2]
+                _check_pixels(path, height, width, max_pixels)
+                lead = len(series.shape) - (3 if rgb else 2)
+                frames = series.shape[0] if lead == 1 else 1
+                return Header(frames, series.shape[-1] if rgb else 1, np.dtype(series.dtype))
+        with Image.open(path) as image:
+            _check_pixels(path, image.height, image.width, max_pixels)
+            sixteen = image.format == "PNG" and _png_bit_depth(path) == 16 and image.mode not in _MODE_DTYPES
+            dtype = np.dtype(np.uint16 if sixteen else _MODE_DTYPES.get(image.mode, np.uint8))
+            bands = len(image.getbands())
+            transparent = image.mode in ("P", "PA") and ("transparency" in image.info or image.mode == "PA")
+            channels = 4 if transparent or (bands in (2, 4) and "A" in image.getbands()) else 1 if bands == 1 and image.mode != "P" else 3
+            return Header(getattr(image, "n_frames", 1), channels, dtype)
+    except DaclipError:
+        raise
+    except Exception as exc:
+        raise InvalidImageError(f"cannot read {path} as an image: {exc}") from None
+
+
+def read_image(path, *, max_pixels: Optional[int] = None) -> np.ndarray:
+    """Read a single image; a file of several frames is refused with a message saying so."""
+    picture = read_picture(path, max_pixels=max_pixels)
+    if picture.stack:
+        raise InvalidImageError(f"{path} holds {picture.frames} frames; read it with read_picture (daclip restore restores each)")
+    return picture.data
+
 
 def _pixels(image: Image.Image) -> np.ndarray:
     if image.mode in ("L", "RGB", "RGBA", "F"):
         return np.asarray(image)
-    if image.mode.startswith("I"):  # 16- or 32-bit integer grayscale
-        data = np.asarray(image)
-        if data.min() < 0 or data.max() > 65535:
-            raise InvalidImageError(f"integer pixel values outside 0..65535 (mode {image.mode})")
-        return data.astype(np.uint16)
+    if image.mode in _MODE_DTYPES:  # 16- or 32-bit integer gray
+        return np.asarray(image).astype(_MODE_DTYPES[image.mode])
+    if image.mode in ("P", "PA") and ("transparency" in image.info or image.mode == "PA"):
+        return np.asarray(image.convert("RGBA"))
+    if image.mode == "1":
+        return np.asarray(image.convert("L"))
     return np.asarray(image.convert("RGBA" if "A" in image.getbands() else "RGB"))
 
 
-def read_image(path) -> np.ndarray:
-    """An image file as an array: uint8 gray/RGB/RGBA, uint16 or float32 grayscale."""
-    path = Path(path)
+def _png_bit_depth(path: Path) -> int:
+    with open(path, "rb") as handle:
+        header = handle.read(26)
+    return header[24] if len(header) == 26 and header[12:16] == b"IHDR" else 8
+
+
+def _read_png16(path: Path) -> np.ndarray:
+    import png
+
+    width, height, rows, info = png.Reader(filename=str(path)).asDirect()
+    planes = info["planes"]
+    data = np.vstack([np.asarray(row, dtype=np.uint16) for row in rows]).reshape(height, width, planes)
+    if planes == 2:  # gray and alpha: as RGBA
+        data = np.concatenate([np.repeat(data[..., :1], 3, axis=-1), data[..., 1:]], axis=-1)
+    return data[..., 0] if planes == 1 else data
+
+
+def _read_tiff(path: Path, limit: Optional[int]) -> Picture:
+    import tifffile
+
     try:
-        with Image.open(path) as image:
-            return _pixels(image)
-    except FileNotFoundError:
-        raise DaclipError(f"no such image file: {path}") from None
-    except InvalidImageError as exc:
-        raise InvalidImageError(f"cannot use {path}: {exc}") from None
-    except (UnidentifiedImageError, OSError, ValueError) as exc:
-        raise InvalidImageError(f"cannot read {path} as an image: {exc}") from None
+        with tifffile.TiffFile(path) as tif:
+            series = tif.series[0]
+            axes, shape = series.axes, series.shape
+            if axes.endswith("YXS"):
+                image_axes = 3
+            elif axes.endswith("YX"):
+                image_axes = 2
+            else:
+                raise InvalidImageError(f"{path} has axes {axes!r}; expected images with Y and X last")
+            height, width = shape[len(shape) - image_axes:][:2]
+            _check_pixels(path, height, width, limit)
+            data = series.asarray()
+    except DaclipError:
+        raise
+    except Exception as exc:
+        raise InvalidImageError(f"cannot read {path} as a TIFF image: {exc}") from None
+    lead = data.shape[: data.ndim - image_axes]
+    if len(lead) > 1:
+        raise InvalidImageError(f"{path} has {len(lead)} axes besides the image ({axes}); open it in napari to pick one")
+    if data.dtype.kind not in "uif" or data.dtype.itemsize > 8:
+        raise InvalidImageError(f"{path} holds {data.dtype} pixels; expected integers or floats")
+    return Picture(data, lead[0] if lead else 1)
 
 
-def write_image(path, data: np.ndarray) -> Path:
-    """Write ``data`` (uint8 gray/RGB/RGBA or uint16 gray) to ``path`` atomically.
+# --------------------------------------------------------------------------- writing
 
-    The file appears complete or not at all: it is written beside the target, then renamed.
+
+def format_problem(suffix: str, dtype: np.dtype, channels: int, frames: int) -> Optional[str]:
+    """Why a file of ``suffix`` cannot hold such data (``None`` if it can)."""
+    suffix = suffix.lower()
+    if suffix not in FORMATS:
+        return f"unknown image format {suffix or '(none)'!r}; use one of {', '.join(sorted(FORMATS))}"
+    what = f"{dtype} data with {channels} channel(s)" + (f" in {frames} frames" if frames > 1 else "")
+    fits = suffix in TIFF or (
+        frames == 1
+        and (
+            (suffix == ".png" and dtype in (np.uint8, np.uint16))
+            or (suffix in (".jpg", ".jpeg") and dtype == np.uint8 and channels in (1, 3))
+            or (suffix == ".bmp" and dtype == np.uint8)
+            or (suffix == ".webp" and dtype == np.uint8 and channels in (3, 4))
+        )
+    )
+    return None if fits else f"a {suffix} file cannot hold {what} ({suffix} holds {FORMATS[suffix]}); use .tif"
+
+
+def write_image(path, data: np.ndarray, *, frames: int = 1) -> Path:
+    """Write ``data`` to ``path`` in the format of its suffix, atomically.
+
+    ``frames > 1``: ``data`` is a stack written as pages (TIFF). The file appears complete or
+    not at all (written beside the target, then renamed; interrupted, it is removed), with
+    the permissions new files get here. A format that cannot hold the data is an error.
     """
     path = Path(path)
     data = np.asarray(data)
-    tiff = path.suffix.lower() in (".tif", ".tiff")
-    if data.dtype == np.uint16 and data.ndim == 3 or data.dtype.kind == "f" and not (tiff and data.ndim == 2):
-        data = to_uint8_rgb(data) if data.ndim == 3 and data.shape[-1] == 3 else _to_uint8(data)
-    if data.ndim == 3 and data.shape[-1] == 1:
-        data = data[..., 0]
-    image = Image.fromarray(data)
+    channels = data.shape[-1] if data.ndim - (frames > 1) == 3 else 1
+    problem = format_problem(path.suffix, np.dtype(data.dtype).newbyteorder("="), channels, frames)
+    if problem:
+        raise DaclipError(f"cannot write {path}: {problem}")
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix or ".png")
-    os.close(handle)
+    partial = path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.partial")
     try:
-        image.save(temporary, format=Image.registered_extensions().get(path.suffix.lower(), "PNG"))
-        os.replace(temporary, path)
+        handle = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # the umask applies
+        with os.fdopen(handle, "wb") as stream:
+            _encode(stream, path.suffix.lower(), data, frames)
+        os.replace(partial, path)
     except BaseException:
-        Path(temporary).unlink(missing_ok=True)
+        partial.unlink(missing_ok=True)
         raise
     return path
 
 
-def _to_uint8(data: np.ndarray) -> np.ndarray:
-    """16-bit values scaled down, floats in [0, 1] scaled up (Pillow lacks such colour modes)."""
+def _encode(stream, suffix: str, data: np.ndarray, frames: int) -> None:
+    if suffix in TIFF:
+        import tifffile
+
+        rgb = data.ndim - (frames > 1) == 3 and data.shape[-1] in (3, 4)
+        tifffile.imwrite(stream, data, photometric="rgb" if rgb else "minisblack", compression="zlib",
+                         extrasamples=("unassalpha",) if rgb and data.shape[-1] == 4 else None)
+        return
+    if data.ndim == 3 and data.shape[-1] == 1:
+        data = data[..., 0]
+    if suffix == ".png" and data.dtype.itemsize == 2 and data.ndim == 3:  # 16-bit colour: Pillow cannot
+        import png
+
+        mode = {3: "RGB;16", 4: "RGBA;16"}[data.shape[-1]]
+        png.from_array(data.astype(">u2").reshape(data.shape[0], -1), mode).write(stream)
+        return
+    image = Image.fromarray(np.ascontiguousarray(data.astype(data.dtype.newbyteorder("="))))
+    image.save(stream, format=Image.registered_extensions()[suffix])
+
+
+# --------------------------------------------------------------------------- pictures for people
+
+
+def _to_uint8(data: np.ndarray, low: float, high: float) -> np.ndarray:
+    """8-bit copy for display, ``low..high`` mapped to 0..255."""
+    if data.dtype == np.uint8:
+        return data
+    values = (data.astype(np.float64) - low) / ((high - low) or 1.0)
+    return np.rint(np.clip(values, 0, 1) * 255).astype(np.uint8)
+
+
+def _display_range(data: np.ndarray) -> tuple[float, float]:
     if data.dtype == np.uint16:
-        return (data // 257).astype(np.uint8)
-    if data.dtype != np.uint8:
-        return np.rint(np.clip(data, 0, 1) * 255).astype(np.uint8)
-    return data
+        return 0.0, 65535.0
+    low, high = float(data.min()), float(data.max())
+    return (0.0, 1.0) if data.dtype.kind == "f" and low >= 0 and high <= 1 else (low, high)
 
 
-def to_uint8_rgb(data: np.ndarray) -> np.ndarray:
-    """A display copy: uint8 RGB (gray repeated, alpha dropped, 16 bits scaled down)."""
-    data = _to_uint8(np.asarray(data))
+def to_uint8_rgb(data: np.ndarray, value_range: Optional[tuple[float, float]] = None) -> np.ndarray:
+    """A display copy: uint8 RGB (gray repeated, alpha dropped, other depths scaled to 8 bits)."""
+    data = np.asarray(data)
+    data = _to_uint8(data, *(value_range or _display_range(data)))
     if data.ndim == 2:
         data = data[..., None]
     return np.repeat(data, 3, axis=-1) if data.shape[-1] == 1 else data[..., :3]
 
 
 def side_by_side(before: np.ndarray, after: np.ndarray, gap: int = 8) -> np.ndarray:
-    """``before | after`` as one uint8 RGB picture, separated by a white gap."""
-    left, right = to_uint8_rgb(before), to_uint8_rgb(after)
+    """``before | after`` as one uint8 RGB picture (both shown in the input's range), a white gap between."""
+    shown = _display_range(np.asarray(before))
+    left, right = to_uint8_rgb(before, shown), to_uint8_rgb(after, shown)
     height = max(left.shape[0], right.shape[0])
     canvas = np.full((height, left.shape[1] + gap + right.shape[1], 3), 255, np.uint8)
     canvas[: left.shape[0], : left.shape[1]] = left

@@ -54,14 +54,22 @@ def _layout(shape: tuple) -> str:
 
 
 def _value_range(data: np.ndarray) -> tuple[float, float]:
-    if data.dtype in _FULL_RANGE:
-        return 0.0, _FULL_RANGE[data.dtype]
+    full = _FULL_RANGE.get(data.dtype.newbyteorder("="))  # big-endian uint16 is uint16 too
+    if full is not None:
+        return 0.0, full
     low, high = float(data.min()), float(data.max())
     if data.dtype.kind == "f" and low >= 0.0 and high <= 1.0:
         return 0.0, 1.0
-    if high == low:  # a constant image: any range that keeps the value works
-        return low, low + 1.0
+    if not high > low:  # a constant image: any span keeps the value; one relative to it stays exact
+        return low, low + max(1.0, abs(low) * 2.0**-20)
     return low, high
+
+
+def _work_dtype(dtype: np.dtype, low: float, high: float) -> type:
+    """float32 where it is exact (8- and 16-bit integers, float32 data of a finite span), else float64."""
+    if dtype.kind in "ui":
+        return np.float32 if dtype.itemsize <= 2 else np.float64
+    return np.float32 if dtype.itemsize <= 4 and high - low < 1e38 else np.float64
 
 
 def validate(image) -> np.ndarray:
@@ -100,7 +108,8 @@ def normalize(image, value_range: Optional[Sequence[float]] = None) -> tuple[np.
     alpha = data[..., 3].copy() if layout == "rgba" else None
     color = data[..., :3] if layout == "rgba" else data
     low, high = _value_range(color) if value_range is None else check_value_range(value_range)
-    scaled = (color.astype(np.float64) - low) / (high - low)
+    work = _work_dtype(data.dtype, low, high)
+    scaled = (color.astype(work) - work(low)) / work(high - low)
     if layout == "gray":
         scaled = scaled[..., None]
     rgb = np.broadcast_to(scaled, data.shape[:2] + (3,))
@@ -108,16 +117,26 @@ def normalize(image, value_range: Optional[Sequence[float]] = None) -> tuple[np.
     return rgb, ImageInfo(data.dtype, layout, low, high, alpha)
 
 
+def _limits(dtype: np.dtype, work: type) -> tuple[float, float]:
+    """The dtype's range, as values of ``work`` that convert back without overflowing."""
+    info = np.iinfo(dtype) if dtype.kind in "ui" else np.finfo(dtype)
+    low, high = work(info.min), work(info.max)
+    if dtype.kind in "ui" and int(high) > info.max:  # 2**63 - 1 rounds up to 2**63 in float64
+        high = np.nextafter(high, work(0))
+    return low, high
+
+
 def denormalize(rgb: np.ndarray, info: ImageInfo) -> np.ndarray:
-    """Map a float RGB result in ``[0, 1]`` back to the source's layout, range and dtype."""
-    values = np.clip(np.asarray(rgb, dtype=np.float64), 0.0, 1.0)
+    """Map a float RGB result in ``[0, 1]`` back to the source's layout, range and dtype (byte order too)."""
+    work = _work_dtype(info.dtype, info.low, info.high)
+    values = np.clip(np.asarray(rgb, dtype=work), 0.0, 1.0)
     if info.layout in ("gray", "gray1"):
-        values = values.mean(axis=-1, keepdims=info.layout == "gray1")
-    values = values * (info.high - info.low) + info.low
+        values = values.mean(axis=-1, keepdims=info.layout == "gray1", dtype=work)
+    values = values * work(info.high - info.low) + work(info.low)
     if info.dtype.kind in "ui":
-        limits = np.iinfo(info.dtype)
-        values = np.clip(np.rint(values), limits.min, limits.max)
+        values = np.rint(values)
+    values = np.clip(values, *_limits(info.dtype, work))
     result = values.astype(info.dtype)
     if info.layout == "rgba":
-        result = np.concatenate([result, info.alpha[..., None].astype(info.dtype)], axis=-1)
+        result = np.concatenate([result, info.alpha[..., None]], axis=-1).astype(info.dtype, copy=False)
     return result

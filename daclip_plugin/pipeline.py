@@ -17,7 +17,7 @@ import torch
 from . import imaging, samplers, tiling, weights
 from .devices import select_device, unet_precision
 from .daclip_model import DEGRADATIONS, DaCLIP, DegradationClassifier, DegradationEstimate
-from .errors import Cancelled, DaclipError, InvalidImageError
+from .errors import Cancelled, DaclipError, InvalidImageError, InvalidOptionError
 from .interfaces import Estimate, ProgressCallback, StopCallback
 from .sde import IRSDESchedule
 from .unet import ConditionalUNet
@@ -37,12 +37,12 @@ def _check_rgb(rgb: np.ndarray) -> None:
         raise InvalidImageError("the image has NaN or infinite values")
 
 
-def tile_size_for(shape, tile_size: Optional[int], overlap: int) -> int:
-    """:func:`daclip_plugin.tiling.resolve_tile_size`, with its error as a :class:`DaclipError`."""
+def tile_size_for(shape, tile_size: Optional[int], overlap: int) -> tuple[int, int]:
+    """:func:`daclip_plugin.tiling.resolve_tile_size`, with its error as an :class:`InvalidOptionError`."""
     try:
         return tiling.resolve_tile_size(shape, tile_size, overlap)
     except ValueError as exc:
-        raise DaclipError(str(exc)) from None
+        raise InvalidOptionError(str(exc)) from None
 
 
 class ConditionedModel:
@@ -142,8 +142,8 @@ class DaclipPipeline(ConditionedModel):
         contexts = self.contexts(rgb, estimate)
         device = self.device
         lq = torch.from_numpy(np.ascontiguousarray(rgb, dtype=np.float32)).permute(2, 0, 1)[None].to(device)
-        tile = tile_size_for(lq.shape[-2:], tile_size, tile_overlap)
-        noise_fn = self._noise_fn(lq, contexts, tile, tile_overlap)
+        tile, overlap = tile_size_for(lq.shape[-2:], tile_size, tile_overlap)
+        noise_fn = self._noise_fn(lq, contexts, tile, overlap)
         generator = torch.Generator(device=device)
         if seed is None:
             generator.seed()

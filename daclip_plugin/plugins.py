@@ -7,6 +7,12 @@ Third-party packages declare an entry point in the ``daclip_plugin`` group::
 
 Set ``DACLIP_PLUGINS`` to a comma-separated list of entry-point names to load only
 those; set it to an empty string to load no external plugin at all.
+
+A broken plugin never takes the others down: one that fails to import (even by calling
+``sys.exit``), whose hook does not fit its specification or raises, or that registers a
+component without a name, gets one warning naming it and is skipped. When two plugins
+register the same name, a built-in one wins, else the first found; the other is named in a
+warning.
 """
 
 from __future__ import annotations
@@ -16,12 +22,10 @@ import importlib.metadata
 import os
 import warnings
 from dataclasses import dataclass
-from typing import Callable
 
 import pluggy
 
 from . import hookspecs
-from .errors import DuplicateNameError
 
 ENTRY_POINT_GROUP = "daclip_plugin"
 ENV_ALLOWED_PLUGINS = "DACLIP_PLUGINS"
@@ -48,15 +52,13 @@ def _load_external_plugins(pm: pluggy.PluginManager) -> None:
             continue
         try:
             plugin = entry_point.load()
-        except Exception as exc:  # a broken plugin must not break the tool
-            warnings.warn(
-                f"daclip-plugin: could not load plugin {entry_point.name!r} "
-                f"({entry_point.value}): {exc}",
-                RuntimeWarning,
-                stacklevel=2,
-            )
-            continue
-        pm.register(plugin, name=entry_point.name)
+            pm.register(plugin, name=entry_point.name)
+        except (Exception, SystemExit) as exc:  # a broken plugin must not break the tool
+            _warn(f"could not load plugin {entry_point.name!r} ({entry_point.value}): {type(exc).__name__}: {exc}")
+
+
+def _warn(message: str) -> None:
+    warnings.warn(f"daclip-plugin: {' '.join(message.split())}; it is skipped", RuntimeWarning, stacklevel=3)
 
 
 def get_plugin_manager() -> pluggy.PluginManager:
@@ -89,30 +91,41 @@ class Registered:
 
 
 def _collect(hook_name: str) -> dict[str, Registered]:
-    """Call one registration hook of every plugin, once per plugin manager."""
+    """Call one registration hook of every plugin, once per plugin manager (built-ins first)."""
     if hook_name not in _registries:
         pm = get_plugin_manager()
         found: dict[str, Registered] = {}
         for impl in reversed(getattr(pm.hook, hook_name).get_hookimpls()):
-            impl.function(_registrar(found, impl.plugin_name, hook_name))
+            offered: list[object] = []
+            try:
+                impl.function(offered.append)
+            except (Exception, SystemExit) as exc:
+                _warn(f"plugin {impl.plugin_name!r} failed in {hook_name}: {type(exc).__name__}: {exc}")
+                continue
+            for component in offered:
+                _add(found, component, impl.plugin_name, hook_name)
         _registries[hook_name] = found
     return dict(_registries[hook_name])
 
 
-def _registrar(found: dict[str, Registered], plugin: str, hook_name: str) -> Callable[[object], None]:
-    def register(component: object) -> None:
-        name = getattr(component, "name", "")
-        if not isinstance(name, str) or not name:
-            raise TypeError(f"plugin {plugin!r} ({hook_name}) registered {component!r} without a name")
-        if name in found:
-            raise DuplicateNameError(
-                f"{name!r} is registered twice: by plugin {found[name].plugin!r} and by "
-                f"plugin {plugin!r}; uninstall one of them or block it with "
-                f"{ENV_ALLOWED_PLUGINS}"
-            )
-        found[name] = Registered(component, plugin)
-
-    return register
+def _add(found: dict[str, Registered], component: object, plugin: str, hook_name: str) -> None:
+    name = getattr(component, "name", "")
+    if not isinstance(name, str) or not name:
+        _warn(f"plugin {plugin!r} ({hook_name}) registered {component!r} without a name")
+        return
+    if name in found:
+        kept, dropped = found[name].plugin, plugin
+        if plugin in BUILTIN_PLUGINS and kept not in BUILTIN_PLUGINS:
+            kept, dropped = plugin, found[name].plugin
+            found[name] = Registered(component, plugin)
+        warnings.warn(
+            f"daclip-plugin: {name!r} is registered twice, by plugin {kept!r} and by plugin {dropped!r}; "
+            f"the one of {kept!r} is used (uninstall the other, or choose plugins with {ENV_ALLOWED_PLUGINS})",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+        return
+    found[name] = Registered(component, plugin)
 
 
 def restorers() -> dict[str, Registered]:

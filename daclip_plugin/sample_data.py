@@ -22,7 +22,7 @@ from typing import Union
 
 import numpy as np
 
-from .errors import UnknownNameError
+from .errors import OutputError, UnknownNameError
 
 SAMPLE_PACKAGE = "daclip_plugin"
 SAMPLE_FOLDER = "samples"
@@ -81,8 +81,13 @@ def sample_images() -> dict[str, np.ndarray]:
 def copy_samples(folder: Union[str, Path]) -> list[Path]:
     """Copy the bundled sample PNGs into ``folder`` (created if needed); return the new paths."""
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    return [Path(shutil.copyfile(path, folder / path.name)) for path in sample_paths().values()]
+    if folder.exists() and not folder.is_dir():
+        raise OutputError(f"{folder} is a file: give a folder to copy the samples into")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        return [Path(shutil.copyfile(path, folder / path.name)) for path in sample_paths().values()]
+    except OSError as exc:
+        raise OutputError(f"cannot copy the samples into {folder}: {exc.strerror or exc}") from exc
 
 
 # ------------------------------------------------------------------------ napari sample data

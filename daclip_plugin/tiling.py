@@ -17,17 +17,33 @@ DEFAULT_TILE = 512
 DEFAULT_OVERLAP = 64
 
 
-def resolve_tile_size(shape, tile_size: Optional[int], overlap: int) -> int:
-    """The tile size to use for an image of ``shape`` (H, W): 0 means one whole pass.
+#: The smallest tile, and the most tiles a run may cut an image into.
+MIN_TILE = 32
+MAX_TILES = 4096
+
+
+def resolve_tile_size(shape, tile_size: Optional[int], overlap: int) -> tuple[int, int]:
+    """The ``(tile size, overlap)`` for an image of ``shape`` (H, W); a tile size 0 means one pass.
 
     ``None`` picks :data:`DEFAULT_TILE` for images with a side over
-    :data:`AUTO_TILE_THRESHOLD` and 0 otherwise.
+    :data:`AUTO_TILE_THRESHOLD` and 0 otherwise. The overlap is at most a quarter of the tile,
+    and a tile size that would cut the image into more than :data:`MAX_TILES` tiles (a
+    practical hang) is refused.
     """
     if tile_size is None:
         tile_size = DEFAULT_TILE if max(shape) > AUTO_TILE_THRESHOLD else 0
-    if tile_size and tile_size <= overlap:
-        raise ValueError(f"tile_size ({tile_size}) must be larger than tile_overlap ({overlap})")
-    return tile_size
+    if not tile_size:
+        return 0, overlap
+    if tile_size < MIN_TILE:
+        raise ValueError(f"tile_size must be 0 (no tiles) or at least {MIN_TILE} px, got {tile_size}")
+    overlap = min(overlap, tile_size // 4)
+    count = len(tile_starts(shape[0], tile_size, overlap)) * len(tile_starts(shape[1], tile_size, overlap))
+    if count > MAX_TILES:
+        raise ValueError(
+            f"tile_size {tile_size} would cut this {shape[1]} x {shape[0]} px image into {count} tiles "
+            f"(at most {MAX_TILES}): use larger tiles"
+        )
+    return tile_size, overlap
 
 
 def tile_starts(size: int, tile: int, overlap: int) -> list[int]:

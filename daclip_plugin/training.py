@@ -65,7 +65,7 @@ from torch import Tensor, nn
 from . import checkpoints, degradations
 from .daclip_model import CLIP_VIEWS, DEGRADATIONS, TILES_PER_SIDE, DaCLIP, DegradationClassifier, clip_views, preprocess, tokenize
 from .direct import direct_restore, load_daclip_quietly
-from .errors import DaclipError
+from .errors import CheckpointError, DaclipError
 from .pipeline import OFFICIAL_SDE
 from .sde import IRSDESchedule, sample_posterior
 from .unet import ConditionalUNet
@@ -833,7 +833,12 @@ def train(config: TrainConfig) -> dict:
 
     state = None
     if config.resume and config.state_file().is_file():
-        state = torch.load(config.state_file(), map_location="cpu", weights_only=True)
+        try:
+            state = torch.load(config.state_file(), map_location="cpu", weights_only=True)
+        except Exception as exc:  # not a state this code wrote: never unpickled beyond plain data
+            raise CheckpointError(f"cannot resume from {config.state_file()}: {type(exc).__name__}: {exc}") from exc
+        if not isinstance(state, dict) or not {"stage", "seed", "step"} <= set(state):
+            raise CheckpointError(f"cannot resume from {config.state_file()}: it is not a training state")
         if state.get("stage") != stage:
             raise DaclipError(f"{config.state_file()} holds stage {state.get('stage')!r}, not {stage!r}")
     elif config.resume:

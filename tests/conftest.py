@@ -12,6 +12,8 @@ import pytest
 
 from daclip_plugin import plugins
 
+pytest_plugins = ["fake_hub"]  # the local Hub and its fixtures, for every module
+
 
 @pytest.fixture(autouse=True)
 def private_settings(tmp_path_factory):

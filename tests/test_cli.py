@@ -34,12 +34,26 @@ def test_plugins_lists_components_with_their_plugin(install_plugin, fresh_plugin
     assert "invert-brightness  [inverter]" in classifiers
 
 
-def test_errors_are_reported_without_traceback(install_plugin, fresh_plugins, capsys):
-    install_plugin("first", INVERT_PLUGIN.format(name="twin"))
-    install_plugin("second", INVERT_PLUGIN.format(name="twin"))
+def test_a_failing_plugin_is_one_line_and_exit_code_1(install_plugin, fresh_plugins, tmp_path, capsys):
+    install_plugin("crashing", """
+        from daclip_plugin import Restorer, hookimpl
+
+        class Crash(Restorer):
+            name = "crash"
+
+            def restore(self, image, **options):
+                raise KeyError("a plugin bug")
+
+        @hookimpl
+        def register_restorers(register):
+            register(Crash())
+    """)
     fresh_plugins.reload_plugins()
-    assert cli.main(["plugins"]) == 1
-    assert "daclip: error: 'twin' is registered twice" in capsys.readouterr().err
+    source = _write_png(tmp_path / "x.png", np.zeros((8, 8, 3), np.uint8))
+    assert cli.main(["restore", source, "--restorer", "crash", "--no-classify", "-q"]) == 1
+    err = capsys.readouterr().err
+    assert err == "daclip: error: restorer 'crash' (plugin 'crashing') failed: KeyError: 'a plugin bug'\n"
+    assert not (tmp_path / "x_restored.png").exists()
 
 
 def _write_png(path, data):
@@ -102,7 +116,7 @@ def test_restore_bad_files(install_plugin, fresh_plugins, tmp_path, capsys, cont
     path = tmp_path / "bad.png"
     if content is not None:
         path.write_bytes(content)
-    assert cli.main(["restore", str(path), "--restorer", "invert", "--no-classify", "-q"]) == 1
+    assert cli.main(["restore", str(path), "--restorer", "invert", "--no-classify", "-q"]) == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "bad_restored.png").exists()
 
@@ -119,5 +133,5 @@ def test_restore_with_an_option_the_restorer_lacks(install_plugin, fresh_plugins
     with pytest.raises(SystemExit):
         cli.main(["restore", source, "--sampler", "x"])
     assert "invalid choice: 'x'" in capsys.readouterr().err
-    assert cli.main(["restore", source, "--no-classify", "-q", "--steps", "10"]) == 1
+    assert cli.main(["restore", source, "--no-classify", "-q", "--steps", "10"]) == 2
     assert "option 'steps' of restorer 'daclip' applies only with sampler='mars' (here sampler='posterior')" in capsys.readouterr().err

@@ -15,16 +15,7 @@ import torch
 
 from daclip_plugin import checkpoints, cli, weights
 from daclip_plugin.errors import CheckpointError, DownloadError
-from test_weights import (  # noqa: F401 (fixtures)
-    DACLIP_FILE,
-    UNET_FILE,
-    checkpoints_dir,
-    hub,
-    leftovers,
-    no_retry_wait,
-    sha256,
-    test_models,
-)
+from fake_hub import DACLIP_FILE, UNET_FILE, leftovers, sha256
 
 
 def everything_under(folder: Path) -> list[Path]:

@@ -118,7 +118,7 @@ def pipeline() -> DaclipPipeline:
 
 
 def test_pipeline_runs_mars_with_tiles_seeds_and_progress(pipeline):
-    rgb = np.random.default_rng(2).random((40, 36, 3), dtype=np.float32)
+    rgb = np.random.default_rng(2).random((56, 48, 3), dtype=np.float32)
     reports = []
     options = {"steps": 4, "order": 2}
     out = pipeline.restore(rgb, sampler="mars", sampler_options=options, seed=1, progress=lambda d, t: reports.append((d, t)))
@@ -127,7 +127,7 @@ def test_pipeline_runs_mars_with_tiles_seeds_and_progress(pipeline):
     np.testing.assert_array_equal(out, pipeline.restore(rgb, sampler="mars", sampler_options=options, seed=1))
     # one tile covering the image is the untiled run; small tiles stay close to it
     np.testing.assert_array_equal(out, pipeline.restore(rgb, sampler="mars", sampler_options=options, seed=1, tile_size=128))
-    tiled = pipeline.restore(rgb, sampler="mars", sampler_options=options, seed=1, tile_size=24, tile_overlap=8)
+    tiled = pipeline.restore(rgb, sampler="mars", sampler_options=options, seed=1, tile_size=32, tile_overlap=8)
     assert np.abs(tiled - out).mean() < 0.05
     done = []
     with pytest.raises(Cancelled):

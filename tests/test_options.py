@@ -149,7 +149,7 @@ def test_a_plugin_declares_its_options_and_gets_checks_and_cli_flags(install_plu
     assert brightener_mod.SEEN[-1] == {"amount": 0.5, "clip": False}
     assert abs(int(np.asarray(Image.open(target)).min()) - 227.5) <= 0.5  # 100 + 0.5 * 255
     assert cli.main(["restore", str(source), "-o", str(target), "--restorer", "brighten", "--amount", "2",
-                     "--no-classify", "-q"]) == 1
+                     "--no-classify", "-q", "--overwrite"]) == 2
     assert "option 'amount' of restorer 'brighten' must be a number (>= 0, <= 1); got 2.0" in capsys.readouterr().err
 
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from daclip_plugin import stacks
-from daclip_plugin.errors import Cancelled, DaclipError, UnknownNameError
+from daclip_plugin.errors import Cancelled, DaclipError, PluginError, UnknownNameError
 
 #: A plugin with fake restorers and a classifier, installed through a real entry point.
 FAKE_PLUGIN = """
@@ -249,7 +249,7 @@ def test_generator_cancel_and_errors_reach_the_consumer(fake):
         for _ in generator:
             pass
     assert time.perf_counter() - started < 2
-    with pytest.raises(ValueError, match="flux capacitor"):
+    with pytest.raises(PluginError, match="restorer 'broken' \\(plugin 'fakeplug'\\) failed: ValueError: the flux capacitor"):
         list(stacks.iter_restore_stack(np.zeros((4, 4)), "broken"))
 
 

@@ -52,9 +52,13 @@ def test_bad_overlap_is_rejected():
 def test_tile_size_resolution():
     from daclip_plugin.tiling import AUTO_TILE_THRESHOLD, DEFAULT_TILE, resolve_tile_size
 
-    assert resolve_tile_size((AUTO_TILE_THRESHOLD, 10), None, 64) == 0
-    assert resolve_tile_size((AUTO_TILE_THRESHOLD + 1, 10), None, 64) == DEFAULT_TILE
-    assert resolve_tile_size((5000, 5000), 0, 64) == 0
-    assert resolve_tile_size((10, 10), 96, 64) == 96
-    with pytest.raises(ValueError, match="tile_size"):
-        resolve_tile_size((10, 10), 64, 64)
+    assert resolve_tile_size((AUTO_TILE_THRESHOLD, 10), None, 64) == (0, 64)
+    assert resolve_tile_size((AUTO_TILE_THRESHOLD + 1, 10), None, 64) == (DEFAULT_TILE, 64)
+    assert resolve_tile_size((5000, 5000), 0, 64) == (0, 64)
+    assert resolve_tile_size((10, 10), 96, 64) == (96, 24)  # the overlap is at most a quarter of the tile
+    # just above the default overlap: a sensible overlap, not 1 px steps over the image
+    assert resolve_tile_size((96, 96), 65, 64) == (65, 16)
+    with pytest.raises(ValueError, match="at least 32 px"):
+        resolve_tile_size((10, 10), 8, 64)
+    with pytest.raises(ValueError, match=r"into \d+ tiles \(at most 4096\)"):
+        resolve_tile_size((4096, 4096), 32, 64)

@@ -264,7 +264,8 @@ def test_errors_become_notifications(open_widget, qtbot):
     widget._layers.value = list(widget._layers.choices)
     run(qtbot, widget)
     messages = new_notifications(since)
-    assert "DA-CLIP: restore failed on layer 'image': ValueError: the flux capacitor is broken" in messages
+    assert ("DA-CLIP: restore failed on layer 'image': restorer 'broken' (plugin 'fakeplug') failed: "
+            "ValueError: the flux capacitor is broken") in messages
     assert [layer.name for layer in viewer.layers] == ["image"]
     assert "failed" in widget._status.value and widget._restore_button.enabled
     # a missing model is caught before any work, with what to do

@@ -1,0 +1,70 @@
+"""Command-line flags made from the options that restorers and classifiers declare."""
+
+from __future__ import annotations
+
+import argparse
+
+from . import plugins
+from .options import Option
+
+
+def declared(*registries: dict[str, plugins.Registered]) -> list[list[Option]]:
+    """Every option the components of these registries declare: all declarations of each name."""
+    from . import options
+
+    found: dict[str, list[Option]] = {}
+    for registry in registries:
+        for name in sorted(registry):
+            option_set = options.of(registry[name].component)
+            if option_set.declared:
+                for option in option_set:
+                    found.setdefault(option.name, []).append(option)
+    return list(found.values())
+
+
+def _comma_list(text: str) -> list[str]:
+    return [part.strip() for part in text.split(",")]
+
+
+def _nullable(convert):
+    def parse(text: str):
+        return None if text.strip().lower() == "none" else convert(text)
+
+    parse.__name__ = convert.__name__  # argparse names the type in its errors
+    return parse
+
+
+def add_option_flags(parser: argparse.ArgumentParser, declared: list[list[Option]]) -> list[str]:
+    """A ``--flag`` for each declared option (skipping names the command uses itself); returns their names.
+
+    The first declaration of a name gives its help and type; its choices are enforced when
+    every declaration of that name has the same.
+    """
+    names = []
+    for declarations in declared:
+        option = declarations[0]
+        help_text = option.help
+        if option.default is not None:
+            help_text += f" [default: {option.default}]"
+        for other, allowed in option.when.items():
+            help_text += f" [with --{other.replace('_', '-')} {' or '.join(map(str, allowed))}]"
+        kwargs: dict = {"dest": option.name, "default": None, "help": help_text.replace("%", "%%")}
+        if option.type is bool:
+            kwargs["action"] = argparse.BooleanOptionalAction
+        else:
+            convert = {int: int, float: float, list: _comma_list}.get(option.type, str)
+            kwargs["type"] = _nullable(convert) if option.nullable else convert
+            kwargs["metavar"] = "A,B,..." if option.type is list else option.name.upper()
+            if option.choices and all(other.choices == option.choices for other in declarations):
+                kwargs["choices"], kwargs["metavar"] = option.choices, "{" + ",".join(map(str, option.choices)) + "}"
+        try:
+            parser.add_argument("--" + option.name.replace("_", "-"), **kwargs)
+        except argparse.ArgumentError:  # the command has a flag of that name itself
+            continue
+        names.append(option.name)
+    return names
+
+
+def given(args: argparse.Namespace) -> dict:
+    """The declared options the user set on the command line (the rest keep their defaults)."""
+    return {name: getattr(args, name) for name in args.option_names if getattr(args, name) is not None}
