@@ -234,7 +234,7 @@ def cmd_make_benchmark(args: argparse.Namespace) -> int:
 
     from . import evaluation
 
-    with tqdm(desc="writing", unit="image", disable=args.quiet) as bar:
+    with tqdm(desc="writing", unit="image", disable=args.quiet, delay=1) as bar:  # nothing shown if it fails at once
         def progress(done: int, total: int) -> None:
             bar.total = total
             bar.update(done - bar.n)

@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Union
 
-from .errors import DaclipError
+from .errors import DaclipError, InvalidOptionError
 
 if TYPE_CHECKING:
     import torch
@@ -63,7 +63,7 @@ def select_device(device: Union[str, "torch.device", None] = "auto") -> "torch.d
     except (RuntimeError, TypeError):
         device = None
     if device is None or device.type not in _DEVICE_TYPES:
-        raise DaclipError(f"unknown device; use {DEVICE_HELP}")
+        raise InvalidOptionError(f"unknown device; use {DEVICE_HELP}")
     if device.type == "cuda" and not torch.cuda.is_available():
         raise DaclipError("device 'cuda' was asked for, but PyTorch sees no CUDA GPU here")
     if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():

@@ -233,8 +233,7 @@ def write_image(path, data: np.ndarray, *, frames: int = 1) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.partial")
     try:
-        handle = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # the umask applies
-        with os.fdopen(handle, "wb") as stream:
+        with open(partial, "xb") as stream:  # a new file, with the permissions the umask gives
             _encode(stream, path.suffix.lower(), data, frames)
         os.replace(partial, path)
     except BaseException:

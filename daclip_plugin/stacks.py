@@ -24,9 +24,11 @@ step, and nothing partial is returned. Nothing here imports Qt or napari.
 
 from __future__ import annotations
 
+import atexit
 import itertools
 import queue
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Generator, Iterable, Mapping, Optional, TypeVar
 
@@ -369,6 +371,24 @@ def classify_stack(
 # --------------------------------------------------------------------------- generators
 
 _DONE = object()
+#: The helper threads of :func:`relay` now running, each with the event that stops it.
+_helpers: dict[threading.Thread, threading.Event] = {}
+#: How long :func:`stop_helpers` waits when the process exits.
+EXIT_WAIT_S = 120.0
+
+
+@atexit.register
+def stop_helpers(timeout: float = EXIT_WAIT_S) -> None:
+    """Ask every running :func:`relay` helper to stop, and wait (up to ``timeout`` s) until it has.
+
+    Called when the process exits, and by the napari widget when it goes away: a process that
+    exits while such a thread still runs torch code aborts. A helper stops within one step.
+    """
+    for event in list(_helpers.values()):
+        event.set()
+    deadline = time.monotonic() + timeout
+    for thread in list(_helpers):
+        thread.join(max(0.0, deadline - time.monotonic()))
 
 
 def relay(
@@ -397,9 +417,11 @@ def relay(
         except BaseException as exc:  # handed to the consumer
             outcome["error"] = exc
         finally:
+            _helpers.pop(threading.current_thread(), None)
             events.put(_DONE)
 
     thread = threading.Thread(target=target, name=name, daemon=True)
+    _helpers[thread] = closed
     thread.start()
     finished = False
     try:

@@ -836,7 +836,8 @@ def train(config: TrainConfig) -> dict:
         try:
             state = torch.load(config.state_file(), map_location="cpu", weights_only=True)
         except Exception as exc:  # not a state this code wrote: never unpickled beyond plain data
-            raise CheckpointError(f"cannot resume from {config.state_file()}: {type(exc).__name__}: {exc}") from exc
+            first_line = (str(exc).strip().splitlines() or [""])[0]
+            raise CheckpointError(f"cannot resume from {config.state_file()}: {type(exc).__name__}: {first_line}") from exc
         if not isinstance(state, dict) or not {"stage", "seed", "step"} <= set(state):
             raise CheckpointError(f"cannot resume from {config.state_file()}: it is not a training state")
         if state.get("stage") != stage:

@@ -24,7 +24,7 @@ from qtpy.QtCore import QEvent, QObject, QThreadPool
 from qtpy.QtGui import QFontMetrics
 from qtpy.QtWidgets import QApplication, QComboBox, QSizePolicy
 
-from .. import api, samplers, weights
+from .. import api, samplers, stacks, weights
 from ..devices import menu_devices
 from ..errors import Cancelled, DaclipError
 from ..options import of as options_of
@@ -97,7 +97,7 @@ class DaclipWidget(Container):
         self._update_controls()
         self._watcher = _CloseWatcher(self)
         widget = weakref.ref(self)
-        self.native.destroyed.connect(lambda *_: (lambda w: w is not None and w.close_panel())(widget()))
+        self.native.destroyed.connect(lambda *_: (lambda w: w is not None and w.wait_for_run())(widget()))
 
     # ----------------------------------------------------------------- building
 
@@ -209,9 +209,15 @@ class DaclipWidget(Container):
             pass
 
     def wait_for_run(self) -> None:
-        """napari is quitting: stop the run and wait until its threads have finished."""
+        """napari is quitting: stop the run and wait until its threads have finished.
+
+        Also when the panel is destroyed (napari closes). The worker stops at its next
+        report, the helper thread that runs the model (see :func:`daclip_plugin.stacks.relay`)
+        within one step; a process that exits while a thread still runs torch code aborts.
+        """
         self.close_panel()
         QThreadPool.globalInstance().waitForDone(QUIT_WAIT_MS)
+        stacks.stop_helpers(QUIT_WAIT_MS / 1000)
 
     # ----------------------------------------------------------------- choices
 
