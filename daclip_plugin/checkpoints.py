@@ -71,6 +71,14 @@ def _check_archive(path: Path) -> None:
         raise CheckpointError(f"checkpoint {path} is corrupt: its archive's checksum fails for {damaged!r}")
 
 
+def safe_load(path: str | os.PathLike):
+    """``torch.load(path, weights_only=True)`` on the CPU, quietly: a hostile or foreign file's
+    pickle details make torch warn before it refuses; the caller's error says what matters."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        return torch.load(path, map_location="cpu", weights_only=True)
+
+
 def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     """The tensors of a checkpoint file, unwrapped from ``{"state_dict": ...}``, ``module.`` removed.
 
@@ -79,7 +87,7 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     path = Path(path)
     _check_archive(path)
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        obj = safe_load(path)
     except pickle.UnpicklingError as exc:
         raise CheckpointError(
             f"cannot read checkpoint {path}: not a plain tensor file (corrupt, or it holds pickled objects, "

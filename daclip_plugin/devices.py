@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import importlib.util
+import os
 import platform
 import re
 import sys
@@ -24,6 +25,11 @@ if TYPE_CHECKING:
 #: to bfloat16 / float16. DA-CLIP and the sampler's state always stay in float32. (On CPUs,
 #: bfloat16 autocast measured 20x slower than float32: see benchmarks/bench_restore.py.)
 PRECISIONS = ("fp32", "tf32", "bf16", "fp16")
+#: How much of the free memory a run may plan to use by default: on the CPU a share of the
+#: available memory, at most :data:`CPU_BUDGET_CAP`; on a GPU a share of its free memory.
+CPU_BUDGET_SHARE, CPU_BUDGET_CAP = 0.2, 768 * 2**20
+GPU_BUDGET_SHARE = 0.6
+ENV_MEMORY_BUDGET = "DACLIP_MEMORY_BUDGET"
 #: Device names the options accept (``cuda:N`` picks one of several GPUs).
 DEVICE_HELP = "auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps"
 _DEVICE_TYPES = ("cpu", "cuda", "mps")
@@ -71,6 +77,49 @@ def select_device(device: Union[str, "torch.device", None] = "auto") -> "torch.d
     if device.type == "mps" and not torch.backends.mps.is_available():
         raise DaclipError("device 'mps' was asked for, but it is not available here")
     return device
+
+
+def parse_size(text: str) -> int:
+    """``"1500"`` (MiB), ``"1500M"``, ``"2G"``, ``"2.5GiB"`` -> bytes."""
+    match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([kmgt]?)(i?b)?\s*", text.lower())
+    if match is None:
+        raise InvalidOptionError(f"{ENV_MEMORY_BUDGET} must be a size such as 1500, 1500M or 2G (MiB by default); got {text!r}")
+    number, unit = float(match.group(1)), match.group(2) or "m"
+    return int(number * 2 ** {"k": 10, "m": 20, "g": 30, "t": 40}[unit])
+
+
+def available_memory() -> int:
+    """Bytes of memory this computer can give now (MemAvailable on Linux), without torch."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return 8 * 2**30  # unknown: assume a modest computer
+
+
+def memory_budget(device: "torch.device", budget_mib: Union[int, None] = None) -> int:
+    """The bytes a run may plan to use for the UNet's working memory on ``device``.
+
+    ``budget_mib`` if given, else ``DACLIP_MEMORY_BUDGET``, else a safe share of the free
+    memory: :data:`CPU_BUDGET_SHARE` of the available memory (at most
+    :data:`CPU_BUDGET_CAP`) on the CPU, :data:`GPU_BUDGET_SHARE` of the free memory on a GPU.
+    """
+    if budget_mib is not None:
+        return int(budget_mib) * 2**20
+    if os.environ.get(ENV_MEMORY_BUDGET, "").strip():
+        return parse_size(os.environ[ENV_MEMORY_BUDGET])
+    if device.type == "cuda":
+        import torch
+
+        free, _ = torch.cuda.mem_get_info(device)
+        return int(free * GPU_BUDGET_SHARE)
+    return int(min(available_memory() * CPU_BUDGET_SHARE, CPU_BUDGET_CAP))
 
 
 def menu_devices() -> list[str]:

@@ -70,14 +70,15 @@ class DirectRestorer(ConditionedModel):
         *,
         tile_size: Optional[int] = None,
         tile_overlap: int = DEFAULT_OVERLAP,
+        memory_budget: Optional[int] = None,
         progress: Optional[ProgressCallback] = None,
         should_stop: Optional[StopCallback] = None,
         estimate: Optional[Estimate] = None,
     ) -> np.ndarray:
         """Restore ``rgb`` in one UNet pass; returns a ``float32`` image in ``[0, 1]``.
 
-        ``tile_size`` bounds the UNet's input (``None``: tiles of 512 only for images with a
-        side over 1024 px; ``0``: never). The pass reports ``progress(blocks, total)`` after
+        ``tile_size`` bounds the UNet's input (``None``: tiles only when the pass would need
+        more than ``memory_budget`` MiB; ``0``: never). The pass reports ``progress(blocks, total)`` after
         each of the UNet's residual blocks (of every tile), and ``should_stop()`` is polled
         before each one, so even a single large pass shows progress and stops promptly.
         ``estimate`` steers the UNet instead of a DA-CLIP pass over ``rgb``.
@@ -85,7 +86,7 @@ class DirectRestorer(ConditionedModel):
         if should_stop is not None and should_stop():
             raise Cancelled("stopped before DA-CLIP ran")
         degra, content = self.contexts(rgb, estimate)
-        tile_size, tile_overlap = tile_size_for(rgb.shape[:2], tile_size, tile_overlap)
+        tile_size, tile_overlap = tile_size_for(rgb.shape[:2], tile_size, tile_overlap, self.unet, memory_budget)
         dtype = next(self.unet.parameters()).dtype
         lq = torch.from_numpy(np.ascontiguousarray(rgb, dtype=np.float32)).permute(2, 0, 1)[None]
         lq = lq.to(self.device, dtype)

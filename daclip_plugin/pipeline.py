@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from . import imaging, samplers, tiling, weights
+from .devices import memory_budget as memory_budget_bytes
 from .devices import select_device, unet_precision
 from .daclip_model import DEGRADATIONS, DaCLIP, DegradationClassifier, DegradationEstimate
 from .errors import Cancelled, DaclipError, InvalidImageError, InvalidOptionError
@@ -37,10 +38,18 @@ def _check_rgb(rgb: np.ndarray) -> None:
         raise InvalidImageError("the image has NaN or infinite values")
 
 
-def tile_size_for(shape, tile_size: Optional[int], overlap: int) -> tuple[int, int]:
-    """:func:`daclip_plugin.tiling.resolve_tile_size`, with its error as an :class:`InvalidOptionError`."""
+def tile_size_for(
+    shape, tile_size: Optional[int], overlap: int, unet: ConditionalUNet, memory_budget: Optional[int] = None
+) -> tuple[int, int]:
+    """The tiles of ``unet``'s calls on an image of ``shape`` (see :func:`daclip_plugin.tiling.resolve_tile_size`).
+
+    ``tile_size=None`` decides by ``memory_budget`` (MiB; ``None``: see
+    :func:`daclip_plugin.devices.memory_budget`). Errors are :class:`InvalidOptionError`.
+    """
+    device = next(unet.parameters()).device
+    budget = memory_budget_bytes(device, memory_budget) if tile_size is None else 0
     try:
-        return tiling.resolve_tile_size(shape, tile_size, overlap)
+        return tiling.resolve_tile_size(shape, tile_size, overlap, unet.working_bytes_per_pixel(), budget)
     except ValueError as exc:
         raise InvalidOptionError(str(exc)) from None
 
@@ -120,6 +129,7 @@ class DaclipPipeline(ConditionedModel):
         seed: Optional[int] = 0,
         tile_size: Optional[int] = None,
         tile_overlap: int = DEFAULT_OVERLAP,
+        memory_budget: Optional[int] = None,
         precision: str = "fp32",
         progress: Optional[ProgressCallback] = None,
         should_stop: Optional[StopCallback] = None,
@@ -130,8 +140,8 @@ class DaclipPipeline(ConditionedModel):
         ``sampler`` names a sampler of :mod:`daclip_plugin.samplers`, and ``sampler_options``
         its own options (MaRS: ``steps``, ``solver``, ``order``, ``time_schedule``, ...).
         ``seed`` makes the run reproducible on a given device (``None``: fresh randomness).
-        ``tile_size`` bounds the UNet's input (``None``: tiles only for images with a side
-        over 1024 px; ``0``: never). ``precision`` is one of :data:`PRECISIONS`.
+        ``tile_size`` bounds the UNet's input (``None``: tiles only when one call would need
+        more than ``memory_budget`` MiB, see :func:`tile_size_for`; ``0``: never). ``precision`` is one of :data:`PRECISIONS`.
         ``progress(calls, total)`` is called after every network call and ``should_stop()``
         is polled before each one. ``estimate`` (see :meth:`conditioning`) steers the UNet
         instead of a DA-CLIP pass over ``rgb``.
@@ -142,7 +152,7 @@ class DaclipPipeline(ConditionedModel):
         contexts = self.contexts(rgb, estimate)
         device = self.device
         lq = torch.from_numpy(np.ascontiguousarray(rgb, dtype=np.float32)).permute(2, 0, 1)[None].to(device)
-        tile, overlap = tile_size_for(lq.shape[-2:], tile_size, tile_overlap)
+        tile, overlap = tile_size_for(lq.shape[-2:], tile_size, tile_overlap, self.unet, memory_budget)
         noise_fn = self._noise_fn(lq, contexts, tile, overlap)
         generator = torch.Generator(device=device)
         if seed is None:

@@ -6,32 +6,40 @@ network's working memory is bounded by the tile size.
 
 from __future__ import annotations
 
+import math
 from typing import Callable, Optional
 
 import torch
 from torch import Tensor
 
-#: Images with a side longer than this are processed in tiles unless told otherwise.
-AUTO_TILE_THRESHOLD = 1024
-DEFAULT_TILE = 512
 DEFAULT_OVERLAP = 64
-
-
 #: The smallest tile, and the most tiles a run may cut an image into.
 MIN_TILE = 32
 MAX_TILES = 4096
+#: Tiles chosen for a memory budget: a multiple of this, and never smaller than BUDGET_MIN_TILE
+#: (smaller tiles would see too little of the image).
+BUDGET_STEP, BUDGET_MIN_TILE = 64, 128
 
 
-def resolve_tile_size(shape, tile_size: Optional[int], overlap: int) -> tuple[int, int]:
+def budget_tile(budget: int, bytes_per_pixel: int) -> int:
+    """The largest square tile whose working memory fits ``budget`` bytes."""
+    side = int(math.sqrt(max(budget, 0) / max(bytes_per_pixel, 1)))
+    return max(BUDGET_MIN_TILE, side // BUDGET_STEP * BUDGET_STEP)
+
+
+def resolve_tile_size(
+    shape, tile_size: Optional[int], overlap: int, bytes_per_pixel: int, budget: int
+) -> tuple[int, int]:
     """The ``(tile size, overlap)`` for an image of ``shape`` (H, W); a tile size 0 means one pass.
 
-    ``None`` picks :data:`DEFAULT_TILE` for images with a side over
-    :data:`AUTO_TILE_THRESHOLD` and 0 otherwise. The overlap is at most a quarter of the tile,
-    and a tile size that would cut the image into more than :data:`MAX_TILES` tiles (a
-    practical hang) is refused.
+    ``None`` decides by memory: one pass if ``H * W * bytes_per_pixel`` fits ``budget``
+    bytes, else the largest tiles that do (see :func:`budget_tile`). The overlap is at most a
+    quarter of the tile, and a tile size that would cut the image into more than
+    :data:`MAX_TILES` tiles (a practical hang) is refused.
     """
     if tile_size is None:
-        tile_size = DEFAULT_TILE if max(shape) > AUTO_TILE_THRESHOLD else 0
+        fits = shape[0] * shape[1] * bytes_per_pixel <= budget
+        tile_size = 0 if fits else budget_tile(budget, bytes_per_pixel)
     if not tile_size:
         return 0, overlap
     if tile_size < MIN_TILE:
@@ -41,7 +49,7 @@ def resolve_tile_size(shape, tile_size: Optional[int], overlap: int) -> tuple[in
     if count > MAX_TILES:
         raise ValueError(
             f"tile_size {tile_size} would cut this {shape[1]} x {shape[0]} px image into {count} tiles "
-            f"(at most {MAX_TILES}): use larger tiles"
+            f"(at most {MAX_TILES}): use larger tiles, or a larger memory budget"
         )
     return tile_size, overlap
 

@@ -834,7 +834,7 @@ def train(config: TrainConfig) -> dict:
     state = None
     if config.resume and config.state_file().is_file():
         try:
-            state = torch.load(config.state_file(), map_location="cpu", weights_only=True)
+            state = checkpoints.safe_load(config.state_file())
         except Exception as exc:  # not a state this code wrote: never unpickled beyond plain data
             first_line = (str(exc).strip().splitlines() or [""])[0]
             raise CheckpointError(f"cannot resume from {config.state_file()}: {type(exc).__name__}: {first_line}") from exc

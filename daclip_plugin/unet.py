@@ -85,6 +85,11 @@ class SinusoidalEmbedding(nn.Module):
         return torch.cat([angles.sin(), angles.cos()], dim=-1)
 
 
+def _inference() -> bool:
+    """No autograd here: intermediate tensors may be modified in place (same results, less memory)."""
+    return not torch.is_grad_enabled()
+
+
 class ChannelLayerNorm(nn.Module):
     """Layer norm over the channels of an image tensor, with a gain and no bias."""
 
@@ -95,6 +100,8 @@ class ChannelLayerNorm(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         eps = 1e-5 if x.dtype == torch.float32 else 1e-3
         var, mean = torch.var_mean(x, dim=1, unbiased=False, keepdim=True)
+        if _inference():  # the same operations, in place: one full-size tensor instead of three
+            return (x - mean).mul_((var + eps).rsqrt()).mul_(self.g)
         return (x - mean) * (var + eps).rsqrt() * self.g
 
 
@@ -107,10 +114,11 @@ class ConvBlock(nn.Module):
 
     def forward(self, x: Tensor, scale_shift: tuple[Tensor, Tensor] | None = None) -> Tensor:
         x = self.proj(x)
+        inplace = _inference()  # x is new here: modify it rather than allocate more of its size
         if scale_shift is not None:
             scale, shift = scale_shift
-            x = x * (scale + 1) + shift
-        return F.silu(x)
+            x = x.mul_(scale + 1).add_(shift) if inplace else x * (scale + 1) + shift
+        return F.silu(x, inplace=inplace)
 
 
 class ResBlock(nn.Module):
@@ -126,11 +134,21 @@ class ResBlock(nn.Module):
     def forward(self, x: Tensor, time_emb: Tensor) -> Tensor:
         scale_shift = self.mlp(time_emb)[:, :, None, None].chunk(2, dim=1)
         h = self.block2(self.block1(x, scale_shift))
-        return h + self.res_conv(x)
+        return h.add_(self.res_conv(x)) if _inference() else h + self.res_conv(x)
 
 
 class LinearAttention(nn.Module):
-    """Linear attention (softmax over channels for queries, over pixels for keys)."""
+    """Linear attention (softmax over channels for queries, over pixels for keys).
+
+    Its queries, keys and values have ``3 * heads * head_dim`` channels (384: twelve times
+    the tiny model's width) at the full resolution of the level. In inference, large inputs
+    are therefore streamed over pixels, :data:`CHUNK` at a time: the keys' softmax over all
+    pixels is accumulated online (as in flash attention), and queries, output projection and
+    norm act on one chunk at a time. Same result, to float32 rounding.
+    """
+
+    #: Pixels per chunk when streaming.
+    CHUNK = 16384
 
     def __init__(self, dim: int, heads: int = 4, head_dim: int = 32):
         super().__init__()
@@ -141,6 +159,8 @@ class LinearAttention(nn.Module):
 
     def forward(self, x: Tensor, context: Tensor | None = None) -> Tensor:
         """Attend over ``x``; ``context`` is accepted for a uniform interface and ignored."""
+        if _inference() and x.shape[-2] * x.shape[-1] > self.CHUNK:
+            return self._streamed(x)
         b, _, h, w = x.shape
         qkv = self.to_qkv(x).reshape(b, 3, self.heads, self.head_dim, h * w)
         q, k, v = qkv.unbind(1)
@@ -150,6 +170,37 @@ class LinearAttention(nn.Module):
         summary = k @ v.transpose(-1, -2)  # (b, heads, d, e)
         out = summary.transpose(-1, -2) @ q  # (b, heads, e, n)
         return self.to_out(out.reshape(b, self.heads * self.head_dim, h, w))
+
+    def _streamed(self, x: Tensor) -> Tensor:
+        b, _, h, w = x.shape
+        n, heads, d = h * w, self.heads, self.head_dim
+        pixels = x.flatten(2)  # (b, c, n)
+        w_q, w_k, w_v = self.to_qkv.weight[:, :, 0, 0].chunk(3, dim=0)
+        # keys and values: softmax over every pixel, accumulated with a running maximum
+        peak = x.new_full((b, heads, d, 1), float("-inf"))
+        total = x.new_zeros((b, heads, d, 1))
+        summary = x.new_zeros((b, heads, d, d))
+        for start in range(0, n, self.CHUNK):
+            part = pixels[..., start:start + self.CHUNK]
+            k = (w_k @ part).reshape(b, heads, d, -1)
+            v = (w_v @ part).reshape(b, heads, d, -1) / n
+            new_peak = torch.maximum(peak, k.amax(dim=-1, keepdim=True))
+            rescale = torch.exp(peak - new_peak)
+            weights = torch.exp(k - new_peak)
+            total = total * rescale + weights.sum(dim=-1, keepdim=True)
+            summary = summary * rescale + weights @ v.transpose(-1, -2)
+            peak = new_peak
+        summary = (summary / total).transpose(-1, -2)  # (b, heads, e, d)
+        # queries, output projection and norm, pixel by pixel
+        project, norm = self.to_out
+        w_out, b_out = project.weight[:, :, 0, 0], project.bias[:, None]
+        out = x.new_empty((b, w_out.shape[0], n))
+        for start in range(0, n, self.CHUNK):
+            q = (w_q @ pixels[..., start:start + self.CHUNK]).reshape(b, heads, d, -1)
+            q = q.softmax(dim=-2) * d**-0.5
+            mixed = (summary @ q).reshape(b, heads * d, -1)
+            out[..., start:start + self.CHUNK] = norm((w_out @ mixed + b_out)[..., None])[..., 0]
+        return out.reshape(b, -1, h, w)
 
 
 class MultiHeadAttention(nn.Module):
@@ -265,7 +316,7 @@ class Residual(nn.Module):
         self.fn = fn
 
     def forward(self, x: Tensor, context: Tensor | None = None) -> Tensor:
-        return x + self.fn(x, context)
+        return self.fn(x, context).add_(x) if _inference() else x + self.fn(x, context)
 
 
 class ConditionalUNet(nn.Module):
@@ -349,6 +400,15 @@ class ConditionalUNet(nn.Module):
         self.final_res_block = ResBlock(nf * 2, nf, time_dim)
         self.final_conv = nn.Conv2d(nf, out_nc, 3, 1, 1)
 
+    #: The peak working memory of one inference call, in full-resolution float32 tensors of
+    #: ``nf`` channels (measured with benchmarks/bench_memory.py: 10-12 for the tiny,
+    #: universal-ir and wild-ir UNets at 512 px; rounded up).
+    WORKING_TENSORS = 13
+
+    def working_bytes_per_pixel(self) -> int:
+        """Bytes of working memory one call needs per pixel of its input (see :data:`WORKING_TENSORS`)."""
+        return self.WORKING_TENSORS * self.init_conv.out_channels * 4
+
     def _embed(self, xt: Tensor, time: Tensor | float, text_context: Tensor | None) -> Tensor:
         """Time embedding, plus the degradation prompt embedding when there is one."""
         time = torch.as_tensor(time, device=xt.device).reshape(-1)
@@ -396,8 +456,10 @@ class ConditionalUNet(nn.Module):
         x = self.mid_block2(x, t)
 
         for block1, block2, attn, up in self.ups:
-            x = block1(torch.cat([x, skips.pop()], dim=1), t)
-            x = block2(torch.cat([x, skips.pop()], dim=1), t)
+            x = torch.cat([x, skips.pop()], dim=1)  # rebinding x frees the parts at once
+            x = block1(x, t)
+            x = torch.cat([x, skips.pop()], dim=1)
+            x = block2(x, t)
             x = up(attn(x, context))
 
         if self.scale == 0.5:

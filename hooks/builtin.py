@@ -26,8 +26,13 @@ def _model_options(model: str, unet_help: str) -> tuple[Option, ...]:
 
 
 TILE_SIZE = Option(
-    "tile_size", int, None, "UNet tile size in px (None: tiles only images with a side over 1024 px; 0: never)",
-    nullable=True, minimum=0,
+    "tile_size", int, None, "UNet tile size in px (None: by the memory budget; 0: never)", nullable=True, minimum=0,
+)
+MEMORY_BUDGET = Option(
+    "memory_budget", int, None,
+    "MiB a UNet call may use; larger images are restored in tiles (None: DACLIP_MEMORY_BUDGET, "
+    "else 20% of the available memory, at most 768 MiB, on a CPU; 60% of the free memory on a GPU)",
+    nullable=True, minimum=1,
 )
 
 
@@ -51,6 +56,7 @@ class DaclipRestorer(Restorer):
         Option("seed", int, 0, "random seed: same seed and device, same result (None: fresh randomness)",
                nullable=True, minimum=0, maximum=2**63 - 1),
         TILE_SIZE,
+        MEMORY_BUDGET,
         Option("precision", str, "fp32", "UNet arithmetic: fp32 (exact); on GPUs also tf32, bf16, fp16",
                choices=PRECISIONS),
     )
@@ -66,8 +72,8 @@ class DaclipRestorer(Restorer):
         o, engine = self._engine(options)
         return engine.restore(
             image, sampler=o["sampler"], sampler_options=samplers.options_for(o), seed=o["seed"],
-            tile_size=o["tile_size"], precision=o["precision"], progress=progress, should_stop=should_stop,
-            estimate=estimate,
+            tile_size=o["tile_size"], memory_budget=o["memory_budget"], precision=o["precision"], progress=progress,
+            should_stop=should_stop, estimate=estimate,
         )
 
 
@@ -76,7 +82,7 @@ class DaclipDirectRestorer(Restorer):
 
     name = "daclip-direct"
     description = "DA-CLIP-conditioned UNet, one pass per image, deterministic (the embedded 'tiny' model's restorer)"
-    options = (*_model_options("tiny", "use this direct restorer UNet checkpoint instead of the model's"), TILE_SIZE)
+    options = (*_model_options("tiny", "use this direct restorer UNet checkpoint instead of the model's"), TILE_SIZE, MEMORY_BUDGET)
 
     def _engine(self, options):
         from daclip_plugin import direct
@@ -92,7 +98,8 @@ class DaclipDirectRestorer(Restorer):
     def restore(self, image, *, progress=None, should_stop=None, estimate=None, **options):
         o, engine = self._engine(options)
         return engine.restore(
-            image, tile_size=o["tile_size"], progress=progress, should_stop=should_stop, estimate=estimate
+            image, tile_size=o["tile_size"], memory_budget=o["memory_budget"], progress=progress,
+            should_stop=should_stop, estimate=estimate,
         )
 
 

@@ -45,6 +45,14 @@ def test_wheel_contains_manifest_and_hooks(wheel):
     assert not any(name.startswith(("tests/", "hooks/")) for name in names)
 
 
+def test_wheel_contains_every_module_of_the_source_tree(wheel):
+    names = set(wheel.namelist())
+    sources = [path.relative_to(ROOT).as_posix() for path in (ROOT / "daclip_plugin").rglob("*.py")]
+    sources += [f"daclip_plugin/{path.relative_to(ROOT).as_posix()}" for path in (ROOT / "hooks").glob("*.py")]
+    missing = [name for name in sources if "__pycache__" not in name and name not in names]
+    assert not missing, f"left out of the wheel (list the package in pyproject.toml): {missing}"
+
+
 def test_wheel_contains_the_embedded_model_and_samples(wheel):
     names = set(wheel.namelist())
     tiny = "daclip_plugin/models/tiny/"

@@ -50,15 +50,28 @@ def test_bad_overlap_is_rejected():
 
 
 def test_tile_size_resolution():
-    from daclip_plugin.tiling import AUTO_TILE_THRESHOLD, DEFAULT_TILE, resolve_tile_size
+    from daclip_plugin.tiling import resolve_tile_size
 
-    assert resolve_tile_size((AUTO_TILE_THRESHOLD, 10), None, 64) == (0, 64)
-    assert resolve_tile_size((AUTO_TILE_THRESHOLD + 1, 10), None, 64) == (DEFAULT_TILE, 64)
-    assert resolve_tile_size((5000, 5000), 0, 64) == (0, 64)
-    assert resolve_tile_size((10, 10), 96, 64) == (96, 24)  # the overlap is at most a quarter of the tile
+    per_pixel, budget = 1000, 1000 * 512 * 512
+    assert resolve_tile_size((512, 512), None, 64, per_pixel, budget) == (0, 64)  # fits: one pass
+    assert resolve_tile_size((513, 512), None, 64, per_pixel, budget) == (512, 64)  # the largest tile that fits
+    assert resolve_tile_size((5000, 5000), None, 64, per_pixel, budget * 4) == (1024, 64)
+    assert resolve_tile_size((5000, 5000), None, 64, per_pixel, 1) == (128, 32)  # never below 128 px
+    assert resolve_tile_size((5000, 5000), 0, 64, per_pixel, 1) == (0, 64)  # 0: never tile
+    assert resolve_tile_size((10, 10), 96, 64, per_pixel, 0) == (96, 24)  # the overlap is at most a quarter of the tile
     # just above the default overlap: a sensible overlap, not 1 px steps over the image
-    assert resolve_tile_size((96, 96), 65, 64) == (65, 16)
+    assert resolve_tile_size((96, 96), 65, 64, per_pixel, 0) == (65, 16)
     with pytest.raises(ValueError, match="at least 32 px"):
-        resolve_tile_size((10, 10), 8, 64)
+        resolve_tile_size((10, 10), 8, 64, per_pixel, 0)
     with pytest.raises(ValueError, match=r"into \d+ tiles \(at most 4096\)"):
-        resolve_tile_size((4096, 4096), 32, 64)
+        resolve_tile_size((4096, 4096), 32, 64, per_pixel, 0)
+
+
+@given(budget=st.integers(0, 2**34), per_pixel=st.integers(1, 10**5))
+def test_budget_tiles_fit_the_budget_unless_at_the_smallest_tile(budget, per_pixel):
+    from daclip_plugin.tiling import BUDGET_MIN_TILE, BUDGET_STEP, budget_tile
+
+    side = budget_tile(budget, per_pixel)
+    assert side % BUDGET_STEP == 0 and side >= BUDGET_MIN_TILE
+    assert side * side * per_pixel <= budget or side == BUDGET_MIN_TILE
+    assert (side + BUDGET_STEP) ** 2 * per_pixel > budget  # the largest that fits

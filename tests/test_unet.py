@@ -141,3 +141,39 @@ def test_spatial_transformers_sit_where_the_official_code_puts_them(ch_mult, sca
     found = sorted({int(k.split(".")[1]) for k in keys if k.startswith("downs.") and ".transformer_blocks." in k})
     assert found == transformer_levels
     assert any(k.startswith("mid_attn.fn.fn.transformer_blocks.") for k in keys)
+
+
+def test_inference_path_equals_the_autograd_path(monkeypatch):
+    """In inference the UNet works in place and streams linear attention; same numbers."""
+    from daclip_plugin.unet import LinearAttention
+
+    model = tiny_model()
+    x, cond, text, image = inputs(1, 40, 52)
+    with torch.enable_grad():
+        reference = model(x, cond, 7.5, text_context=text, image_context=image).detach()
+    monkeypatch.setattr(LinearAttention, "CHUNK", 97)  # streamed at every level, in uneven chunks
+    with torch.no_grad():
+        streamed = model(x, cond, 7.5, text_context=text, image_context=image)
+    torch.testing.assert_close(streamed, reference, rtol=1e-5, atol=1e-5)
+    originals = [t.clone() for t in (x, cond, text, image)]
+    with torch.no_grad():
+        model(x, cond, 7.5, text_context=text, image_context=image)
+    assert all(torch.equal(a, b) for a, b in zip((x, cond, text, image), originals))  # inputs untouched
+
+
+def test_linear_attention_streamed_over_pixels_equals_one_pass(monkeypatch):
+    from daclip_plugin.unet import LinearAttention
+
+    attention = LinearAttention(24, heads=3, head_dim=8).eval()
+    x = torch.randn(2, 24, 13, 17) * 4  # large logits: the running maximum matters
+    with torch.enable_grad():
+        reference = attention(x).detach()
+    monkeypatch.setattr(LinearAttention, "CHUNK", 50)
+    with torch.no_grad():
+        torch.testing.assert_close(attention(x), reference, rtol=1e-5, atol=1e-6)
+
+
+def test_working_memory_per_pixel_scales_with_the_width():
+    small, large = tiny_model(), tiny_model(nf=64)
+    assert large.working_bytes_per_pixel() == 2 * small.working_bytes_per_pixel()
+    assert small.working_bytes_per_pixel() == ConditionalUNet.WORKING_TENSORS * 32 * 4

@@ -94,14 +94,20 @@ def test_layer_list_follows_the_viewer_and_controls_follow_the_restorer(open_wid
     assert widget._model.enabled and widget._sampler.enabled and widget._device.enabled
     widget._sampler.value = "posterior"
     assert not widget._steps.enabled
-    assert widget.restorer_options().keys() == {"model", "sampler", "seed", "device"}
+    assert widget.restorer_options().keys() == {"model", "sampler", "seed", "device", "memory_budget"}
+    # the memory budget: "auto" (the option's default) or MiB
+    assert widget._memory.enabled and widget.restorer_options()["memory_budget"] is None
+    widget._memory.value = 512
+    assert widget.restorer_options()["memory_budget"] == 512
     widget._sampler.value = "mars"
     widget._steps.value = 10
     assert widget._steps.enabled and widget._steps.tooltip.startswith("network calls")
     assert widget.restorer_options() == {**widget.restorer_options(), "sampler": "mars", "steps": 10}
-    assert widget.restorer_options().keys() == {"model", "sampler", "steps", "seed", "device"}
+    assert widget.restorer_options().keys() == {"model", "sampler", "steps", "seed", "device", "memory_budget"}
     widget._restorer.value = "daclip-direct"
-    assert not widget._sampler.enabled and not widget._steps.enabled
+    assert not widget._sampler.enabled and not widget._steps.enabled and widget._memory.enabled
+    widget._restorer.value = "steps"
+    assert not widget._memory.enabled
     widget._restorer.value = "daclip"
     labels = dict((value, label) for label, value in widget._model._widget._mgui_get_choices())
     assert "universal-ir" in labels and "not downloaded" in labels["universal-ir"]

@@ -169,6 +169,7 @@ def test_settings_are_kept_when_the_panel_is_closed_and_reopened(make_napari_vie
     widget._steps.value = 12
     widget._seed.value = 5
     widget._device.value = "cpu"
+    widget._memory.value = 1024
     widget._intensity.value = "data"
     widget._follow.value = True
     viewer.window.remove_dock_widget(widget.native)  # the panel's X
@@ -176,8 +177,8 @@ def test_settings_are_kept_when_the_panel_is_closed_and_reopened(make_napari_vie
     again = open_panel(make_napari_viewer())  # a new panel, as in a new session
     assert again is not widget
     values = (again._restorer.value, again._sampler.value, again._steps.value, again._seed.value,
-              again._device.value, again._intensity.value, again._follow.value)
-    assert values == ("daclip", "mars", 12, 5, "cpu", "data", True)
+              again._device.value, again._memory.value, again._intensity.value, again._follow.value)
+    assert values == ("daclip", "mars", 12, 5, "cpu", 1024, "data", True)
 
 
 def test_a_refused_run_says_why_in_the_status_line(make_napari_viewer, offline, qtbot):

@@ -46,9 +46,9 @@ TOOLTIPS = {
     "steps": "network calls of the MaRS sampler (10-20 match the 100-step posterior sampler)",
     "seed": "random seed (random: a fresh seed every run)",
     "device": "where the model runs",
+    "memory_budget": "memory a network call may use; larger images are restored in tiles "
+                     "(auto: a safe share of the free memory, or DACLIP_MEMORY_BUDGET)",
 }
-#: The controls whose values are kept between sessions.
-REMEMBERED = ("restorer", "model", "sampler", "steps", "seed", "device", "slices", "conditioning", "intensity", "follow")
 #: How long quitting napari waits for a run to stop (it stops within one step).
 QUIT_WAIT_MS = 120_000
 
@@ -116,6 +116,8 @@ class DaclipWidget(Container):
         self._seed = SpinBox(label="Seed", value=0, min=-1, max=2**31 - 1, tooltip=TOOLTIPS["seed"])
         self._seed.native.setSpecialValueText("random")
         self._device = ComboBox(label="Device", choices=lambda _=None: menu_devices(), tooltip=TOOLTIPS["device"])
+        self._memory = SpinBox(label="Memory MiB", value=0, min=0, max=2**20, step=256, tooltip=TOOLTIPS["memory_budget"])
+        self._memory.native.setSpecialValueText("auto")
         self._slices = ComboBox(label="Slices", choices=[("current slice", "current"), ("all slices", "all")], value="current",
                                 tooltip="for stacks (time, z, ...): restore the slice shown now, or every slice")
         self._conditioning = ComboBox(
@@ -143,8 +145,8 @@ class DaclipWidget(Container):
 
         self._form = Container(
             widgets=[self._layers, row("", self._follow), self._restorer, row("Model", self._model, self._download),
-                     self._sampler, self._steps, self._seed, self._device, self._intensity,
-                     self._slices, self._conditioning],
+                     self._sampler, self._steps, self._seed, self._device, self._memory,
+                     self._intensity, self._slices, self._conditioning],
             labels=True,
         )
         self._form.margins = (0, 0, 0, 0)
@@ -300,8 +302,8 @@ class DaclipWidget(Container):
 
     def _remembered(self) -> dict[str, Any]:
         return {"restorer": self._restorer, "model": self._model, "sampler": self._sampler, "steps": self._steps,
-                "seed": self._seed, "device": self._device, "slices": self._slices, "conditioning": self._conditioning,
-                "intensity": self._intensity, "follow": self._follow}
+                "seed": self._seed, "device": self._device, "memory_budget": self._memory, "slices": self._slices,
+                "conditioning": self._conditioning, "intensity": self._intensity, "follow": self._follow}
 
     def _restore_settings(self, values: Mapping[str, Any]) -> None:
         """Apply saved settings that are still valid; the model's preferred restorer otherwise."""
@@ -318,7 +320,7 @@ class DaclipWidget(Container):
             control = controls[key]
             if values.get(key) in [choice if not isinstance(choice, tuple) else choice[1] for choice in control.choices]:
                 control.value = values[key]
-        for key in ("steps", "seed"):
+        for key in ("steps", "seed", "memory_budget"):
             control = controls[key]
             if isinstance(values.get(key), int) and control.min <= values[key] <= control.max:
                 control.value = values[key]
@@ -344,6 +346,7 @@ class DaclipWidget(Container):
             "steps": int(self._steps.value),
             "seed": None if self._seed.value < 0 else int(self._seed.value),
             "device": self._device.value,
+            "memory_budget": int(self._memory.value) or None,
         }
 
     def restorer_options(self) -> dict[str, Any]:
@@ -367,7 +370,8 @@ class DaclipWidget(Container):
     def _update_controls(self, *_) -> None:
         running = self.running
         accepted = self._accepted()
-        controls = {"model": self._model, "sampler": self._sampler, "steps": self._steps, "seed": self._seed, "device": self._device}
+        controls = {"model": self._model, "sampler": self._sampler, "steps": self._steps, "seed": self._seed,
+                    "device": self._device, "memory_budget": self._memory}
         for key, control in controls.items():
             control.enabled = key in accepted and not running
             reason = "" if key in accepted else f" (not used by restorer {self._restorer.value!r} with these settings)"
