@@ -6,6 +6,10 @@ whatever torch and the model take. Random weights: the numbers depend only on th
 
     python benchmarks/bench_memory.py unet --archs tiny universal-ir wild-ir --sizes 256 512
     python benchmarks/bench_memory.py restore --sizes 1024x1024 4000x3000 --restorers daclip-direct
+    python benchmarks/bench_memory.py restore --sizes 4000x3000 --restorers daclip --model random-universal-ir
+
+``--model random-universal-ir`` restores with DA-CLIP ViT-B-32 and the universal-ir UNet
+with random weights (the released models' shapes), MaRS with ``--steps`` network calls.
 """
 
 from __future__ import annotations
@@ -55,6 +59,19 @@ seconds = time.perf_counter() - start
 print(json.dumps({{"peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "seconds": seconds}}))
 """
 
+RANDOM_CHILD = """
+import json, resource, sys, time
+import numpy as np
+sys.path[:0] = [{root!r}, {root!r} + "/benchmarks"]
+from bench_restore import build
+pipeline = build("cpu", 100)  # DA-CLIP ViT-B-32 and the universal-ir UNet, random weights
+image = np.random.default_rng(0).random(({height}, {width}, 3), dtype=np.float32)
+start = time.perf_counter()
+pipeline.restore(image, sampler="mars", sampler_options={{"steps": {steps}}}, memory_budget={budget})
+seconds = time.perf_counter() - start
+print(json.dumps({{"peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "seconds": seconds}}))
+"""
+
 
 def _run(code: str) -> dict:
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
@@ -93,6 +110,13 @@ def main() -> None:
     print("| --- | --- | --- | --- | --- |")
     for restorer in args.restorers:
         for width, height in args.sizes:
+            if args.model == "random-universal-ir":
+                budget = int(args.budget) if args.budget else None
+                code = RANDOM_CHILD.format(root=str(ROOT), width=width, height=height, steps=args.steps, budget=budget)
+                result = _run(code)
+                print(f"| {restorer} (MaRS, {args.steps} calls) | universal-ir shapes | {width}x{height} | "
+                      f"{result['peak_mib']:.0f} | {result['seconds']:.1f} |", flush=True)
+                continue
             options = {"restorer": restorer, "model": args.model, "device": "cpu"}
             if restorer == "daclip":
                 options.update(sampler="mars", steps=args.steps)

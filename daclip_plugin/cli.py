@@ -139,18 +139,18 @@ def cmd_classify(args: argparse.Namespace) -> int:
     """Print each image's degradation probabilities (a stack's: averaged over its frames)."""
     import json
 
-    from . import api, imagefiles, stacks
+    from . import api, batch, imagefiles, stacks
 
     options = given(args)
     options_of(api.get_classifier(args.classifier)).check(f"classifier {args.classifier!r}", options)
     results = {}
-    for path in args.images:
+    for path in batch.find_inputs(args.images):
         picture = imagefiles.read_picture(path, max_pixels=args.max_pixels)
         if picture.stack:
-            scores = stacks.classify_stack(picture.data, args.classifier, rgb=_rgb(picture), **options).mean_probabilities
+            scores = stacks.classify_stack(picture.data, args.classifier, rgb=batch.is_rgb(picture), **options).mean_probabilities
         else:
             scores = api.classify(picture.data, classifier=args.classifier, **options)
-        results[path] = scores
+        results[str(path)] = scores
         if not args.json:
             _print_scores(path, scores)
     if args.json:
@@ -158,60 +158,84 @@ def cmd_classify(args: argparse.Namespace) -> int:
     return 0
 
 
-def _rgb(picture) -> bool:
-    return picture.data.ndim == 4 or (picture.data.ndim == 3 and not picture.stack)
-
-
 def cmd_restore(args: argparse.Namespace) -> int:
-    """Restore images; print their degradation probabilities; write NAME_restored files.
+    """Restore images (files, folders, glob patterns); print their degradation probabilities; write NAME_restored files.
 
     Every output is planned and checked before any work (see :mod:`daclip_plugin.outputs`).
+    With --workers or --scheduler the files are restored on Dask (see :mod:`daclip_plugin.distributed`).
     """
-    from . import api, imagefiles, outputs
+    from . import api, batch, imagefiles, outputs
 
     restorer = args.restorer or api.preferred_restorer(getattr(args, "model", None))
     classifier = None if args.no_classify else args.classifier
     options, classify_options = api.split_options(given(args), restorer, classifier)
     options = options_of(api.get_restorer(restorer)).check(f"restorer {restorer!r}", options)
-    sources = [Path(path) for path in args.images]
+    sources = batch.find_inputs(args.images)
+    if args.workers is not None or args.scheduler is not None:
+        return _restore_on_dask(args, sources, restorer, classifier, {**options, **classify_options})
     headers = [imagefiles.probe(source, max_pixels=args.max_pixels) for source in sources]
-    planned = outputs.plan(sources, headers, args.output, overwrite=args.overwrite, side_by_side=args.side_by_side)
+    planned = outputs.plan(sources, headers, args.output, overwrite=args.overwrite or args.skip_existing,
+                           side_by_side=args.side_by_side)
     for item in planned:
-        picture = imagefiles.read_picture(item.source, max_pixels=args.max_pixels)
-        restored, scores = _restore_picture(picture, item.source, restorer, options, classifier, classify_options, args.quiet)
-        if scores is not None:
-            _print_scores(item.source, scores)
-        print(f"  -> {imagefiles.write_image(item.target, restored, frames=picture.frames)}")
-        if item.compare is not None:
-            first = (lambda data: data[0]) if picture.stack else (lambda data: data)
-            imagefiles.write_image(item.compare, imagefiles.side_by_side(first(picture.data), first(restored)))
-            print(f"  -> {item.compare} (input | restored)")
+        if args.skip_existing and item.target.exists() and (item.compare is None or item.compare.exists()):
+            print(f"{item.source}: skipped, {item.target} exists")
+            continue
+        result = _restore_file(item, restorer, options, classifier, classify_options, args)
+        _print_result(result)
     return 0
 
 
-def _restore_picture(picture, source: Path, restorer: str, options, classifier, classify_options, quiet: bool):
-    """The restored pixels, and the probabilities that steered them (or the classifier's)."""
+def _restore_file(item, restorer: str, options, classifier, classify_options, args):
     from tqdm import tqdm
 
-    from . import api, stacks
+    from . import batch
 
-    with tqdm(desc=f"restoring {source.name}", unit="step", leave=False, disable=quiet) as bar:
+    with tqdm(desc=f"restoring {item.source.name}", unit="step", leave=False, disable=args.quiet) as bar:
         def progress(done: int, total: int) -> None:
             bar.total = total
             bar.update(done - bar.n)
 
-        if picture.stack:
-            def on_event(event) -> None:
-                if event.steps:
-                    progress(event.slice * event.steps + event.step, event.slices * event.steps)
+        return batch.restore_file(item, restorer, options, classifier, classify_options, max_pixels=args.max_pixels,
+                                  progress=progress)
 
-            result = stacks.restore_stack(
-                picture.data, restorer, rgb=_rgb(picture), conditioning="mean", classifier=classifier,
-                classifier_options=classify_options, progress=on_event, **options,
-            )
-            return result.data, result.mean_probabilities or None
-        scores = api.classify(picture.data, classifier=classifier, **classify_options) if classifier else None
-        return api.restore(picture.data, restorer=restorer, progress=progress, **options), scores
+
+def _print_result(result) -> None:
+    if result.probabilities:
+        _print_scores(result.source, result.probabilities)
+    if result.status == "failed":
+        print(f"{result.source}: failed: {result.error}", file=sys.stderr)
+    elif result.status == "skipped":
+        print(f"{result.source}: skipped, {result.target} exists")
+    else:
+        print(f"  -> {result.target}")
+
+
+def _restore_on_dask(args, sources, restorer: str, classifier, options) -> int:
+    """``daclip restore --workers N`` / ``--scheduler ADDRESS``: one Dask task per file; exit 1 if any failed."""
+    from tqdm import tqdm
+
+    from . import distributed
+
+    out_dir = args.output
+    if out_dir is not None and Path(out_dir).exists() and not Path(out_dir).is_dir():
+        raise OutputError(f"-o {out_dir} is a file: with --workers or --scheduler, -o names a folder")
+    existing = "overwrite" if args.overwrite else "skip" if args.skip_existing else "error"
+    with tqdm(total=len(sources), desc="files", unit="file", disable=args.quiet) as bar:
+        def progress(done: int, total: int, result) -> None:
+            bar.update(1)
+            bar.clear()
+            _print_result(result)
+            bar.refresh()
+
+        results = distributed.restore_files(
+            sources, out_dir, workers=args.workers, scheduler=args.scheduler, restorer=restorer, classifier=classifier,
+            existing=existing, side_by_side=args.side_by_side, max_pixels=args.max_pixels, progress=progress, **options,
+        )
+    failed = [result for result in results if result.status == "failed"]
+    if failed:
+        print(f"daclip: error: {len(failed)} of {len(results)} file(s) failed", file=sys.stderr)
+        return EXIT_FAILURE
+    return 0
 
 
 def cmd_samples(args: argparse.Namespace) -> int:
@@ -344,20 +368,24 @@ def build_parser() -> argparse.ArgumentParser:
     mix.add_argument("--eval-size", type=int, default=128, metavar="PX", help="held-out evaluation crop size")
     mix.set_defaults(run=cmd_interpolate)
     classify = commands.add_parser("classify", help=cmd_classify.__doc__)
-    classify.add_argument("images", nargs="+", metavar="IMAGE")
+    classify.add_argument("images", nargs="+", metavar="IMAGE", help="image files, folders or glob patterns ('*.png')")
     classify.add_argument("--classifier", default="daclip", help="classifier name (see `daclip plugins`)")
     classify.add_argument("--json", action="store_true", help="print all probabilities as JSON")
     _add_max_pixels(classify)
     classify.set_defaults(run=cmd_classify, option_names=add_option_flags(classify, classifier_options))
     restore = commands.add_parser("restore", help=cmd_restore.__doc__)
-    restore.add_argument("images", nargs="+", metavar="IMAGE")
+    restore.add_argument("images", nargs="+", metavar="IMAGE", help="image files, folders or glob patterns ('*.png')")
     restore.add_argument("-o", "--output", metavar="PATH", help="output file, or folder for several images")
     restore.add_argument("--restorer", help="restorer name (default: the model's preferred one)")
     restore.add_argument("--classifier", default="daclip", help="classifier for the printed probabilities")
     restore.add_argument("--side-by-side", action="store_true", help="also write NAME_compare.png (input | output)")
     restore.add_argument("--no-classify", action="store_true", help="do not print degradation probabilities")
     restore.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
-    restore.add_argument("--overwrite", action="store_true", help="replace output files that exist (never an input)")
+    existing = restore.add_mutually_exclusive_group()
+    existing.add_argument("--overwrite", action="store_true", help="replace output files that exist (never an input)")
+    existing.add_argument("--skip-existing", action="store_true", help="leave inputs whose outputs exist (finish a run)")
+    restore.add_argument("--workers", type=int, metavar="N", help="restore on N local Dask worker processes")
+    restore.add_argument("--scheduler", metavar="ADDRESS", help="restore on the Dask cluster at ADDRESS (tcp://host:8786)")
     _add_max_pixels(restore)
     restore.set_defaults(run=cmd_restore, option_names=add_option_flags(restore, component_options))
     samples = commands.add_parser("samples", help=cmd_samples.__doc__)

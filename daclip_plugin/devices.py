@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 PRECISIONS = ("fp32", "tf32", "bf16", "fp16")
 #: How much of the free memory a run may plan to use by default: on the CPU a share of the
 #: available memory, at most :data:`CPU_BUDGET_CAP`; on a GPU a share of its free memory.
-CPU_BUDGET_SHARE, CPU_BUDGET_CAP = 0.2, 768 * 2**20
+CPU_BUDGET_SHARE, CPU_BUDGET_CAP = 0.2, 512 * 2**20
 GPU_BUDGET_SHARE = 0.6
 ENV_MEMORY_BUDGET = "DACLIP_MEMORY_BUDGET"
 #: Device names the options accept (``cuda:N`` picks one of several GPUs).

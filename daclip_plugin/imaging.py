@@ -53,7 +53,8 @@ def _layout(shape: tuple) -> str:
     )
 
 
-def _value_range(data: np.ndarray) -> tuple[float, float]:
+def value_range_of(data: np.ndarray) -> tuple[float, float]:
+    """The default intensity range of ``data`` (see the module docstring)."""
     full = _FULL_RANGE.get(data.dtype.newbyteorder("="))  # big-endian uint16 is uint16 too
     if full is not None:
         return 0.0, full
@@ -107,7 +108,7 @@ def normalize(image, value_range: Optional[Sequence[float]] = None) -> tuple[np.
     layout = _layout(data.shape)
     alpha = data[..., 3].copy() if layout == "rgba" else None
     color = data[..., :3] if layout == "rgba" else data
-    low, high = _value_range(color) if value_range is None else check_value_range(value_range)
+    low, high = value_range_of(color) if value_range is None else check_value_range(value_range)
     work = _work_dtype(data.dtype, low, high)
     scaled = (color.astype(work) - work(low)) / work(high - low)
     if layout == "gray":

@@ -80,7 +80,7 @@ class ConditionedModel:
 
     def classify(self, rgb: np.ndarray) -> dict[str, float]:
         """Probability of each degradation prompt."""
-        return self.estimate(rgb).as_dict()
+        return classify_rgb(self.classifier, rgb)
 
     def conditioning(self, rgb: np.ndarray) -> Estimate:
         """:meth:`estimate` as a restorer's :class:`~daclip_plugin.interfaces.Estimate` (contexts on the CPU)."""
@@ -247,3 +247,24 @@ def load_pipeline(
     loaded = _load_models(resolved, str(select_device(device)))
     sde = IRSDESchedule.from_config(resolved.spec.sde or OFFICIAL_SDE)
     return DaclipPipeline(loaded.daclip, loaded.unet, sde, tuple(prompts), resolved.spec.clip_view)
+
+
+def load_classifier(
+    model: str = weights.DEFAULT_MODEL,
+    *,
+    daclip_path: Optional[Union[str, Path]] = None,
+    download: bool = False,
+    progress: Optional[ProgressCallback] = None,
+    device: Union[str, torch.device, None] = "auto",
+    prompts: Sequence[str] = DEGRADATIONS,
+) -> DegradationClassifier:
+    """The degradation classifier of a registered model: its DA-CLIP file only (no UNet is resolved or loaded)."""
+    resolved = weights.resolve(model, daclip_path=daclip_path, roles=("daclip",), download=download, progress=progress)
+    loaded = _load_models(resolved, str(select_device(device)))
+    return DegradationClassifier(loaded.daclip, tuple(prompts), view=resolved.spec.clip_view)
+
+
+def classify_rgb(classifier: DegradationClassifier, rgb: np.ndarray) -> dict[str, float]:
+    """``classifier``'s probabilities for a float RGB image in [0, 1] (checked first)."""
+    _check_rgb(rgb)
+    return classifier.estimate(_to_uint8(rgb)).as_dict()

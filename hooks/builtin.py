@@ -15,11 +15,13 @@ from daclip_plugin.devices import DEVICE_HELP, PRECISIONS
 from daclip_plugin.options import Option
 
 
-def _model_options(model: str, unet_help: str) -> tuple[Option, ...]:
+def _model_options(model: str, unet_help: str = "") -> tuple[Option, ...]:
+    """The options naming a model's files (a UNet file only where ``unet_help`` says what it is)."""
+    unet = (Option("unet_path", Path, None, unet_help, nullable=True),) if unet_help else ()
     return (
         Option("model", str, model, "a registered model (see `daclip models`)"),
         Option("daclip_path", Path, None, "use this DA-CLIP checkpoint instead of the model's", nullable=True),
-        Option("unet_path", Path, None, unet_help, nullable=True),
+        *unet,
         Option("download", bool, False, "download missing weights first"),
         Option("device", str, "auto", DEVICE_HELP),
     )
@@ -31,18 +33,15 @@ TILE_SIZE = Option(
 MEMORY_BUDGET = Option(
     "memory_budget", int, None,
     "MiB a UNet call may use; larger images are restored in tiles (None: DACLIP_MEMORY_BUDGET, "
-    "else 20% of the available memory, at most 768 MiB, on a CPU; 60% of the free memory on a GPU)",
+    "else 20% of the available memory, at most 512 MiB, on a CPU; 60% of the free memory on a GPU)",
     nullable=True, minimum=1,
 )
 
 
-def _pipeline(model, daclip_path, unet_path, download, device, prompts=None):
+def _pipeline(model, daclip_path, unet_path, download, device):
     from daclip_plugin import pipeline
 
-    extra = {} if prompts is None else {"prompts": tuple(prompts)}
-    return pipeline.load_pipeline(
-        model, daclip_path=daclip_path, unet_path=unet_path, download=download, device=device, **extra
-    )
+    return pipeline.load_pipeline(model, daclip_path=daclip_path, unet_path=unet_path, download=download, device=device)
 
 
 class DaclipRestorer(Restorer):
@@ -109,15 +108,20 @@ class DaclipClassifier(Classifier):
     name = "daclip"
     description = "DA-CLIP degradation features against the degradation names (or your prompts)"
     options = (
-        *_model_options("universal-ir", "the model's IR-SDE UNet checkpoint (loaded with the DA-CLIP)"),
+        *_model_options("universal-ir"),  # DA-CLIP only: no UNet file is needed
         Option("prompts", list, None, "degradation names or descriptions to score instead of the 10 official ones",
                nullable=True),
     )
 
     def classify(self, image, **options):
+        from daclip_plugin import pipeline
+
         o = self.resolve_options(options)
-        engine = _pipeline(o["model"], o["daclip_path"], o["unet_path"], o["download"], o["device"], o["prompts"])
-        return engine.classify(image)
+        extra = {} if o["prompts"] is None else {"prompts": tuple(o["prompts"])}
+        classifier = pipeline.load_classifier(
+            o["model"], daclip_path=o["daclip_path"], download=o["download"], device=o["device"], **extra
+        )
+        return pipeline.classify_rgb(classifier, image)
 
 
 @hookimpl

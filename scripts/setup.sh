@@ -39,7 +39,7 @@ setup_venv() {
     "$VENV/bin/python" -m pip install -q --upgrade pip
     # shellcheck disable=SC2086
     "$VENV/bin/python" -m pip install -q $TORCH
-    "$VENV/bin/python" -m pip install -q -e ".[test,qt]"
+    "$VENV/bin/python" -m pip install -q -e ".[test,qt,distributed]"
 }
 
 run_demo() {

@@ -54,8 +54,10 @@ def test_tile_size_resolution():
 
     per_pixel, budget = 1000, 1000 * 512 * 512
     assert resolve_tile_size((512, 512), None, 64, per_pixel, budget) == (0, 64)  # fits: one pass
-    assert resolve_tile_size((513, 512), None, 64, per_pixel, budget) == (512, 64)  # the largest tile that fits
-    assert resolve_tile_size((5000, 5000), None, 64, per_pixel, budget * 4) == (1024, 64)
+    # two tiles along 513 px: 304 px each do what 512 px tiles would
+    assert resolve_tile_size((513, 512), None, 64, per_pixel, budget) == (304, 64)
+    assert resolve_tile_size((3904, 3904), None, 64, per_pixel, budget * 4) == (1024, 64)  # 4 tiles of the largest
+    assert resolve_tile_size((4032, 4032), None, 64, per_pixel, budget * 4) == (864, 64)  # 5 tiles: smaller ones
     assert resolve_tile_size((5000, 5000), None, 64, per_pixel, 1) == (128, 32)  # never below 128 px
     assert resolve_tile_size((5000, 5000), 0, 64, per_pixel, 1) == (0, 64)  # 0: never tile
     assert resolve_tile_size((10, 10), 96, 64, per_pixel, 0) == (96, 24)  # the overlap is at most a quarter of the tile
@@ -75,3 +77,14 @@ def test_budget_tiles_fit_the_budget_unless_at_the_smallest_tile(budget, per_pix
     assert side % BUDGET_STEP == 0 and side >= BUDGET_MIN_TILE
     assert side * side * per_pixel <= budget or side == BUDGET_MIN_TILE
     assert (side + BUDGET_STEP) ** 2 * per_pixel > budget  # the largest that fits
+
+
+@given(size=st.integers(1, 9000), largest=st.integers(128, 2048), overlap=st.integers(0, 128))
+def test_balanced_tiles_are_no_larger_and_no_more_numerous(size, largest, overlap):
+    from daclip_plugin.tiling import balanced_tile
+
+    tile = balanced_tile(size, largest, overlap)
+    assert tile <= largest
+    overlap = min(overlap, largest // 4)
+    count = len(tile_starts(size, tile, min(overlap, tile // 4)))
+    assert count <= len(tile_starts(size, largest, overlap))
