@@ -100,10 +100,10 @@ class DirectRestorer(ConditionedModel):
 
         with block_progress(self.unet, tiles, progress, should_stop):
             if tile_size:
-                out = lq + tiling.apply_tiled(residual, lq, lq, tile_size, tile_overlap)
+                out = tiling.apply_tiled(residual, lq, lq, tile_size, tile_overlap).add_(lq)
             else:
                 out = direct_restore(self.unet, lq, degra, content)
-        return out.clamp(0, 1)[0].permute(1, 2, 0).float().cpu().numpy()
+        return out.clamp_(0, 1)[0].permute(1, 2, 0).float().cpu().numpy()
 
 
 @contextlib.contextmanager

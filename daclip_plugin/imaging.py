@@ -110,11 +110,14 @@ def normalize(image, value_range: Optional[Sequence[float]] = None) -> tuple[np.
     color = data[..., :3] if layout == "rgba" else data
     low, high = value_range_of(color) if value_range is None else check_value_range(value_range)
     work = _work_dtype(data.dtype, low, high)
-    scaled = (color.astype(work) - work(low)) / work(high - low)
+    scaled = color.astype(work)  # one full-size copy, then in place: large images stay within bounds
+    scaled -= work(low)
+    scaled /= work(high - low)
+    np.clip(scaled, 0.0, 1.0, out=scaled)
     if layout == "gray":
         scaled = scaled[..., None]
     rgb = np.broadcast_to(scaled, data.shape[:2] + (3,))
-    rgb = np.ascontiguousarray(np.clip(rgb, 0.0, 1.0), dtype=np.float32)
+    rgb = np.ascontiguousarray(rgb, dtype=np.float32)
     return rgb, ImageInfo(data.dtype, layout, low, high, alpha)
 
 
@@ -130,13 +133,14 @@ def _limits(dtype: np.dtype, work: type) -> tuple[float, float]:
 def denormalize(rgb: np.ndarray, info: ImageInfo) -> np.ndarray:
     """Map a float RGB result in ``[0, 1]`` back to the source's layout, range and dtype (byte order too)."""
     work = _work_dtype(info.dtype, info.low, info.high)
-    values = np.clip(np.asarray(rgb, dtype=work), 0.0, 1.0)
+    values = np.clip(np.asarray(rgb, dtype=work), 0.0, 1.0)  # a new array: the rest works in place
     if info.layout in ("gray", "gray1"):
         values = values.mean(axis=-1, keepdims=info.layout == "gray1", dtype=work)
-    values = values * work(info.high - info.low) + work(info.low)
+    values *= work(info.high - info.low)
+    values += work(info.low)
     if info.dtype.kind in "ui":
-        values = np.rint(values)
-    values = np.clip(values, *_limits(info.dtype, work))
+        np.rint(values, out=values)
+    np.clip(values, *_limits(info.dtype, work), out=values)
     result = values.astype(info.dtype)
     if info.layout == "rgba":
         result = np.concatenate([result, info.alpha[..., None]], axis=-1).astype(info.dtype, copy=False)

@@ -164,7 +164,7 @@ class DaclipPipeline(ConditionedModel):
                 noise_fn, lq, self.schedule, generator=generator, progress=progress, should_stop=should_stop,
                 **dict(sampler_options or {}),
             )
-        return out.clamp(0, 1)[0].permute(1, 2, 0).float().cpu().numpy()
+        return out.clamp_(0, 1)[0].permute(1, 2, 0).float().cpu().numpy()
 
     def _noise_fn(self, lq: torch.Tensor, contexts: tuple[torch.Tensor, torch.Tensor], tile: int, overlap: int):
         degradation, image = contexts

@@ -116,4 +116,4 @@ def apply_tiled(
                 weight_sum = piece.new_zeros((height, width))
             out[window] += piece * weight
             weight_sum[window[1:]] += weight
-    return out / weight_sum
+    return out.div_(weight_sum)  # in place: no second full-size result
