@@ -49,6 +49,9 @@ TOOLTIPS = {
     "memory_budget": "memory a network call may use; larger images are restored in tiles "
                      "(auto: a safe share of the free memory, or DACLIP_MEMORY_BUDGET)",
 }
+#: The memory budgets the panel offers, in MiB (0: automatic).
+MEMORY_CHOICES = [("auto", 0), *((f"{mib // 1024} GiB" if mib >= 1024 else f"{mib} MiB", mib)
+                                 for mib in (256, 512, 1024, 2048, 4096, 8192, 16384, 32768))]
 #: How long quitting napari waits for a run to stop (it stops within one step).
 QUIT_WAIT_MS = 120_000
 
@@ -116,8 +119,7 @@ class DaclipWidget(Container):
         self._seed = SpinBox(label="Seed", value=0, min=-1, max=2**31 - 1, tooltip=TOOLTIPS["seed"])
         self._seed.native.setSpecialValueText("random")
         self._device = ComboBox(label="Device", choices=lambda _=None: menu_devices(), tooltip=TOOLTIPS["device"])
-        self._memory = SpinBox(label="Memory MiB", value=0, min=0, max=2**20, step=256, tooltip=TOOLTIPS["memory_budget"])
-        self._memory.native.setSpecialValueText("auto")
+        self._memory = ComboBox(label="Memory", choices=MEMORY_CHOICES, value=0, tooltip=TOOLTIPS["memory_budget"])
         self._slices = ComboBox(label="Slices", choices=[("current slice", "current"), ("all slices", "all")], value="current",
                                 tooltip="for stacks (time, z, ...): restore the slice shown now, or every slice")
         self._conditioning = ComboBox(
@@ -153,7 +155,8 @@ class DaclipWidget(Container):
         buttons = row("", self._classify_button, self._restore_button, self._cancel_button)
         self.margins = (4, 4, 4, 4)
         self.extend([self._form, buttons, self._progress, self._status, self._table])
-        for combo in (self._restorer, self._model, self._sampler, self._device, self._slices, self._conditioning, self._intensity):
+        for combo in (self._restorer, self._model, self._sampler, self._device, self._memory, self._slices, self._conditioning,
+                      self._intensity):
             combo.native.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
             combo.native.setMinimumContentsLength(8)  # long model names must not widen the panel
         metrics = QFontMetrics(self.native.font())
@@ -316,11 +319,11 @@ class DaclipWidget(Container):
             restorer = api.preferred_restorer(self._model.value)
         if restorer in self._restorer_choices():
             self._restorer.value = restorer
-        for key in ("sampler", "device", "slices", "conditioning", "intensity"):
+        for key in ("sampler", "device", "memory_budget", "slices", "conditioning", "intensity"):
             control = controls[key]
             if values.get(key) in [choice if not isinstance(choice, tuple) else choice[1] for choice in control.choices]:
                 control.value = values[key]
-        for key in ("steps", "seed", "memory_budget"):
+        for key in ("steps", "seed"):
             control = controls[key]
             if isinstance(values.get(key), int) and control.min <= values[key] <= control.max:
                 control.value = values[key]
