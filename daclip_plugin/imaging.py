@@ -116,8 +116,9 @@ def normalize(image, value_range: Optional[Sequence[float]] = None) -> tuple[np.
     np.clip(scaled, 0.0, 1.0, out=scaled)
     if layout == "gray":
         scaled = scaled[..., None]
-    rgb = np.broadcast_to(scaled, data.shape[:2] + (3,))
-    rgb = np.ascontiguousarray(rgb, dtype=np.float32)
+    if scaled.shape[-1] == 1:  # grey to RGB: a new, writable array
+        scaled = np.broadcast_to(scaled, data.shape[:2] + (3,))
+    rgb = np.ascontiguousarray(scaled, dtype=np.float32)
     return rgb, ImageInfo(data.dtype, layout, low, high, alpha)
 
 

@@ -96,3 +96,12 @@ def test_any_finite_float_image_round_trips(image):
     back = imaging.denormalize(rgb, info)
     scale = max(1.0, np.abs(image).max())
     np.testing.assert_allclose(back, image, atol=1e-5 * scale)
+
+
+@pytest.mark.parametrize("shape", [(9, 7), (9, 7, 1), (9, 7, 3), (9, 7, 4)])
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.float32, np.float64])
+def test_normalised_images_are_new_writable_float32_rgb(shape, dtype):
+    image = np.ones(shape, dtype)
+    rgb, _ = imaging.normalize(image)
+    assert rgb.shape == (9, 7, 3) and rgb.dtype == np.float32 and rgb.flags.c_contiguous
+    assert rgb.flags.writeable and not np.shares_memory(rgb, image)  # torch may work on it in place
