@@ -146,3 +146,8 @@ def denormalize(rgb: np.ndarray, info: ImageInfo) -> np.ndarray:
     if info.layout == "rgba":
         result = np.concatenate([result, info.alpha[..., None]], axis=-1).astype(info.dtype, copy=False)
     return result
+
+
+def unit_to_uint8(rgb: np.ndarray) -> np.ndarray:
+    """A float image in [0, 1] as ``uint8`` (clipped, rounded to the nearest level)."""
+    return np.rint(np.clip(rgb, 0.0, 1.0) * 255).astype(np.uint8)

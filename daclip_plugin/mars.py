@@ -161,8 +161,8 @@ class _Solver:
         """
         a, s, mu, target = self.alphas[i], self.sigmas[i], self.mu, self.options.fit_target
         if (parameterization or self.options.parameterization) == "data":
-            if target == "noise":
-                value = (x - s * output) / a - (1 - a) / a * mu
+            if target == "noise":  # (x - s * output) / a - (1 - a) / a * mu, with one new tensor
+                value = output.mul(-s).add_(x).div_(a).add_(mu, alpha=-((1 - a) / a).item())
             elif target == "data":
                 value = output
             else:
@@ -180,6 +180,10 @@ class _Solver:
     def push(self, prediction: Tensor) -> None:
         self.buffer = [prediction] + self.buffer[:-1]
 
+    def forget_oldest(self) -> None:
+        """Before a network call: the oldest prediction will not be needed again (it leaves on the next push)."""
+        self.buffer[-1] = None
+
     def _differences(self, i: int, order: int) -> tuple[Tensor, Optional[Tensor], Tensor]:
         """``h``, and the first (and second) divided differences of the predictions."""
         q, lam = self.buffer, self.lambdas
@@ -187,7 +191,7 @@ class _Solver:
         if order == 1:
             return h, None, None
         r = (lam[i - 1] - lam[i - 2]) / h
-        d1 = (q[0] - q[1]) / r
+        d1 = torch.sub(q[0], q[1]).div_(r)
         if order == 2:
             return h, d1, None
         r_prev = (lam[i - 2] - lam[i - 3]) / h
@@ -200,14 +204,18 @@ class _Solver:
         q0 = self.buffer[0]
         h, d1, d2 = self._differences(i, order)
         data = self.options.parameterization == "data"
-        if self.options.solver == "ode" and data:
+        if self.options.solver == "ode" and data:  # the default: in place, few full-size temporaries
             phi1 = torch.exp(-h) - 1
             phi2 = phi1 / h + 1
-            terms = phi1 * q0 if order == 1 else phi1 * q0 - phi2 * d1
+            terms = q0 * phi1
+            if order >= 2:
+                terms.add_(d1, alpha=-phi2.item())
             if order == 3:
-                terms = terms + (phi2 / h - 0.5) * d2
-            out = s / s_prev * x - a * terms
-            return out + mu * (1 - s / s_prev + s / s_prev * a_prev - a)
+                terms.add_(d2, alpha=(phi2 / h - 0.5).item())
+            out = x * (s / s_prev)
+            out.add_(terms, alpha=-a.item())
+            del terms
+            return out.add_(mu, alpha=(1 - s / s_prev + s / s_prev * a_prev - a).item())
         if self.options.solver == "ode":
             phi1 = torch.exp(h) - 1
             phi2 = phi1 / h - 1
@@ -275,11 +283,12 @@ def sample_mars(
     for i in range(1, calls + 1):
         if should_stop is not None and should_stop():
             raise Cancelled(f"sampling stopped after {i - 1} of {calls} network calls")
-        output = noise_fn(x, solver.timesteps[i - 1].item())
+        solver.forget_oldest()
+        time = solver.timesteps[i - 1].item()
         if i == calls and settings.denoise_last:
-            x = solver.prediction(output, x, i - 1, "data")
-        else:
-            solver.push(solver.prediction(output, x, i - 1))
+            x = solver.prediction(noise_fn(x, time), x, i - 1, "data")
+        else:  # the network's output lives only until it is turned into a prediction
+            solver.push(solver.prediction(noise_fn(x, time), x, i - 1))
             x = solver.step(x, i, order_at(i), source.next() if settings.solver == "sde" else None)
         if bool(torch.isnan(x).any()):
             raise DaclipError(f"MaRS sampling diverged (NaN) at step {i} of {calls}; try more steps or order 1")

@@ -22,14 +22,11 @@ from .errors import Cancelled, DaclipError, InvalidImageError, InvalidOptionErro
 from .interfaces import Estimate, ProgressCallback, StopCallback
 from .sde import IRSDESchedule
 from .unet import ConditionalUNet
+from .imaging import unit_to_uint8
 
 #: The IR-SDE options of the released models (``test.yml`` of the official code).
 OFFICIAL_SDE = {"max_sigma": 50, "T": 100, "schedule": "cosine", "eps": 0.005}
 DEFAULT_OVERLAP = tiling.DEFAULT_OVERLAP
-def _to_uint8(rgb: np.ndarray) -> np.ndarray:
-    return np.rint(np.clip(rgb, 0.0, 1.0) * 255).astype(np.uint8)
-
-
 def _check_rgb(rgb: np.ndarray) -> None:
     if not isinstance(rgb, np.ndarray) or rgb.ndim != 3 or rgb.shape[-1] != 3 or rgb.size == 0:
         raise InvalidImageError(f"expected a non-empty (H, W, 3) RGB image, got shape {getattr(rgb, 'shape', None)}")
@@ -76,7 +73,7 @@ class ConditionedModel:
     def estimate(self, rgb: np.ndarray) -> DegradationEstimate:
         """One DA-CLIP pass: degradation probabilities and the UNet's contexts."""
         _check_rgb(rgb)
-        return self.classifier.estimate(_to_uint8(rgb))
+        return self.classifier.estimate(unit_to_uint8(rgb))
 
     def classify(self, rgb: np.ndarray) -> dict[str, float]:
         """Probability of each degradation prompt."""
@@ -267,4 +264,4 @@ def load_classifier(
 def classify_rgb(classifier: DegradationClassifier, rgb: np.ndarray) -> dict[str, float]:
     """``classifier``'s probabilities for a float RGB image in [0, 1] (checked first)."""
     _check_rgb(rgb)
-    return classifier.estimate(_to_uint8(rgb)).as_dict()
+    return classifier.estimate(unit_to_uint8(rgb)).as_dict()

@@ -16,6 +16,7 @@ import torch
 
 from . import checkpoints, training
 from .errors import DaclipError
+from .weights.integrity import sha256_file
 
 #: Provenance fields both sources must agree on, copied into the result's entry (their
 #: losses may differ: each source's entry stays on record under ``sources``).
@@ -61,7 +62,7 @@ def interpolate(
     if daclip is not None:
         if not Path(daclip).is_file():
             raise DaclipError(f"{daclip} not found")
-        recorded, given = shared.get("daclip_sha256"), training.sha256_file(Path(daclip))
+        recorded, given = shared.get("daclip_sha256"), sha256_file(Path(daclip))
         if recorded is not None and recorded != given:
             raise DaclipError(f"{daclip} is not the DA-CLIP that {first.name} and {second.name} were trained against")
     mixed = {k: torch.lerp(v, state_b[k], alpha) if v.is_floating_point() else v for k, v in state_a.items()}
@@ -80,7 +81,7 @@ def interpolate(
         "file": path.name,
         "file_bytes": path.stat().st_size,
         "file_dtype": "float16",
-        "file_sha256": training.sha256_file(path),
+        "file_sha256": sha256_file(path),
         "device": "cpu",
         "eval": None,
     }

@@ -15,6 +15,7 @@ unresized 112 px crops, so it sees images as unresized tiles (``clip_view="tiles
 """
 
 from daclip_plugin.hookspecs import hookimpl
+from daclip_plugin.models.tiny import TINY_CLIP_CFG, TINY_UNET_CFG
 from daclip_plugin.weights import OFFICIAL_REPO, ModelSpec, WeightFile
 
 OFFICIAL_MODELS = (
@@ -45,18 +46,6 @@ OFFICIAL_MODELS = (
 )
 
 TINY_PACKAGE = "daclip_plugin.models.tiny"
-#: The architectures of the embedded files (``daclip_plugin.training.TINY_CLIP_CFG`` and
-#: ``TINY_UNET_CFG`` with the DA-CLIP's context width), given so that they load exactly.
-TINY_CLIP_CFG = {
-    "embed_dim": 64,
-    "vision_cfg": {"image_size": 112, "layers": 4, "width": 128, "patch_size": 16, "head_width": 64},
-    "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 64, "heads": 1, "layers": 3},
-}
-TINY_UNET_CFG = {
-    "in_nc": 3, "out_nc": 3, "nf": 32, "ch_mult": [1, 2, 2, 3], "context_dim": 64,
-    "use_degra_context": True, "use_image_context": True, "scale": 1,
-}
-
 TINY_MODEL = ModelSpec(
     name="tiny",
     description=(

@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 
 from daclip_plugin import training
+from daclip_plugin.weights.integrity import sha256_file
 from daclip_plugin.unet import ConditionalUNet
 
 
@@ -39,7 +40,7 @@ def export(state_path: Path, out: Path, dtype: str = "float16") -> dict:
         "file": out.name,
         "file_bytes": out.stat().st_size,
         "file_dtype": dtype,
-        "file_sha256": training.sha256_file(out),
+        "file_sha256": sha256_file(out),
         "recent_loss": float(sum(state["loss_tail"][-4:]) / len(state["loss_tail"][-4:])) if state.get("loss_tail") else None,
     }
 

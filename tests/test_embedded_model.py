@@ -42,14 +42,6 @@ def test_tiny_is_registered_with_three_embedded_files():
     assert all(len(weights.get_model(name).files) == 2 for name in ("universal-ir", "universal-ir-mix", "wild-ir"))
 
 
-def test_tiny_architecture_matches_training():
-    from daclip_plugin import training
-    from daclip_plugin.hooks import models
-
-    assert models.TINY_CLIP_CFG == training.TINY_CLIP_CFG
-    assert models.TINY_UNET_CFG == training.TINY_UNET_CFG
-
-
 def test_tiny_resolves_offline_without_any_cache(offline):
     resolved = weights.resolve("tiny")
     assert resolved.roles == ("daclip", "unet", "direct")

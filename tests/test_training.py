@@ -12,7 +12,9 @@ from daclip_plugin import checkpoints, cli, degradations, training
 from daclip_plugin.daclip_model import DEGRADATIONS, tokenize
 from daclip_plugin.direct import DIRECT_TIME, DirectRestorer, direct_restore, load_direct_restorer
 from daclip_plugin.pipeline import OFFICIAL_SDE
+from daclip_plugin.errors import DaclipError
 from daclip_plugin.sde import IRSDESchedule
+from daclip_plugin.weights.integrity import sha256_file
 
 # Heads as the checkpoint loader assumes them (64 wide, one head below 64), so files load
 # back without a sidecar; the vocabulary must stay that of the real tokenizer.
@@ -88,12 +90,12 @@ def test_degradation_weights_set_how_often_each_type_is_sampled():
 def test_degradation_weights_are_checked(tmp_path):
     assert training.parse_weights("raindrop=4, jpeg-compressed=0.5,") == {"raindrop": 4.0, "jpeg-compressed": 0.5}
     for text in ("raindrop", "raindrop=x", "raindrop:4"):
-        with pytest.raises(training.DaclipError, match="expected NAME=WEIGHT"):
+        with pytest.raises(DaclipError, match="expected NAME=WEIGHT"):
             training.parse_weights(text)
-    with pytest.raises(training.DaclipError, match="unknown degradation.*rain-drop"):
+    with pytest.raises(DaclipError, match="unknown degradation.*rain-drop"):
         _config("direct", tmp_path, degradation_weights={"rain-drop": 2})
     for bad in ({"noisy": -1}, {"noisy": float("nan")}, {name: 0 for name in DEGRADATIONS}):
-        with pytest.raises(training.DaclipError, match="finite, >= 0 and not all 0"):
+        with pytest.raises(DaclipError, match="finite, >= 0 and not all 0"):
             _config("direct", tmp_path, degradation_weights=bad)
     full = _config("direct", tmp_path, degradation_weights={"raindrop": 3}).degradation_weights
     assert full == {name: 3.0 if name == "raindrop" else 1.0 for name in DEGRADATIONS}
@@ -125,9 +127,9 @@ def test_tile_contexts_are_the_mean_over_each_items_tiles():
     model = training.build_daclip(CLIP_CFG).eval()
     tiles = torch.randn(2, 9, 3, 32, 32)
     counts = torch.tensor([1, 4])
-    content, degra = training._contexts(model, tiles, counts)
+    content, degra = training.batch_contexts(model, tiles, counts)
     for i, n in enumerate(counts.tolist()):
-        c, d = training._contexts(model, tiles[i, :n])
+        c, d = training.batch_contexts(model, tiles[i, :n])
         torch.testing.assert_close(content[i], c.mean(0), rtol=1e-4, atol=1e-5)
         torch.testing.assert_close(degra[i], d.mean(0), rtol=1e-4, atol=1e-5)
 
@@ -140,7 +142,7 @@ def test_unet_stage_trains_and_evaluates_on_tiles(trained, tmp_path):
     ))
     assert entry["clip_view"] == "tiles" and entry["config"]["clip_view"] == "tiles"
     assert entry["eval"]["n"] == len(DEGRADATIONS) and entry["eval"]["psnr_out"] > 0
-    with pytest.raises(training.DaclipError, match="unknown DA-CLIP view"):
+    with pytest.raises(DaclipError, match="unknown DA-CLIP view"):
         _config("direct", tmp_path, clip_view="crops")
 
 
@@ -239,8 +241,8 @@ def test_unet_losses_overfit_a_fixed_batch(stage):
     daclip = training.build_daclip(CLIP_CFG).eval().requires_grad_(False)
     unet = training.build_unet(UNET_CFG, 32)
     batch = _fixed_batch(stage)
-    contexts = training._contexts(daclip, batch["lq_clip"])
-    autocast = training._autocast_factory(torch.device("cpu"), True)
+    contexts = training.batch_contexts(daclip, batch["lq_clip"])
+    autocast = training.autocast_factory(torch.device("cpu"), True)
     if stage == "irsde":
         table = training.SDETable(IRSDESchedule.from_config(OFFICIAL_SDE))
         losses = _overfit(unet, lambda: training.irsde_loss(unet, table, batch, contexts, autocast)["loss"], steps=40)
@@ -254,8 +256,8 @@ def test_log_l1_direct_loss_weighs_each_patch_by_its_error():
     daclip = training.build_daclip(CLIP_CFG).eval().requires_grad_(False)
     unet = training.build_unet(UNET_CFG, 32).eval()
     batch = _fixed_batch("direct")
-    contexts = training._contexts(daclip, batch["lq_clip"])
-    autocast = training._autocast_factory(torch.device("cpu"), True)
+    contexts = training.batch_contexts(daclip, batch["lq_clip"])
+    autocast = training.autocast_factory(torch.device("cpu"), True)
     with torch.no_grad():
         plain = training.direct_loss(unet, batch, contexts, autocast)
         logged = training.direct_loss(unet, batch, contexts, autocast, "log-l1")
@@ -270,9 +272,9 @@ def test_log_l1_direct_loss_weighs_each_patch_by_its_error():
 
 
 def test_loss_option_is_checked(tmp_path):
-    with pytest.raises(training.DaclipError, match="unknown direct-restorer loss"):
+    with pytest.raises(DaclipError, match="unknown direct-restorer loss"):
         _config("direct", tmp_path, loss="l2")
-    with pytest.raises(training.DaclipError, match="is for the direct stage"):
+    with pytest.raises(DaclipError, match="is for the direct stage"):
         _config("irsde", tmp_path, loss="log-l1")
     assert _config("direct", tmp_path, loss="log-l1").to_json()["loss"] == "log-l1"
 
@@ -317,7 +319,7 @@ def test_provenance_records_the_runs(trained):
     for stage, entry in data["stages"].items():
         assert entry["steps"] == entries[stage]["steps"] and entry["seed"] == 0 and entry["batch"] == 4
         assert entry["file"] == training.FILE_NAMES[stage]
-        assert entry["file_sha256"] == training.sha256_file(out / entry["file"])
+        assert entry["file_sha256"] == sha256_file(out / entry["file"])
         assert entry["file_bytes"] == (out / entry["file"]).stat().st_size
         assert list(entry["clean_images"]["images"]) == list(degradations.TRAIN_IMAGES)
         assert not set(entry["clean_images"]["images"]) & set(degradations.EVAL_IMAGES)
@@ -328,7 +330,7 @@ def test_provenance_records_the_runs(trained):
     assert 0 <= data["stages"]["daclip"]["eval"]["accuracy"] <= 1
     assert data["stages"]["irsde"]["sde"] == OFFICIAL_SDE
     assert data["stages"]["direct"]["eval"]["psnr_out"] > 0
-    assert data["stages"]["direct"]["daclip_sha256"] == training.sha256_file(out / "daclip_tiny.pt")
+    assert data["stages"]["direct"]["daclip_sha256"] == sha256_file(out / "daclip_tiny.pt")
     lines = [json.loads(line) for line in (out / training.LOG_NAME).read_text().splitlines()]
     steps = [line["step"] for line in lines if line["stage"] == "irsde" and "loss" in line]
     assert steps == [1, 2, 3]
@@ -344,10 +346,10 @@ def test_resume_continues_from_the_saved_step(tmp_path, monkeypatch):
             raise KeyboardInterrupt
         return losses(*args)
 
-    monkeypatch.setattr(training, "daclip_losses", interrupt_third_step)
+    monkeypatch.setattr(training.loop, "daclip_losses", interrupt_third_step)
     with pytest.raises(KeyboardInterrupt):
         training.train(_config("daclip", tmp_path / "resumed", steps=4))
-    monkeypatch.setattr(training, "daclip_losses", losses)
+    monkeypatch.setattr(training.loop, "daclip_losses", losses)
     assert torch.load(tmp_path / "resumed" / "daclip_state.pt", weights_only=True)["step"] == 2
     resumed = training.train(_config("daclip", tmp_path / "resumed", steps=4, resume=True))
     assert resumed["resumed_from"] == 2 and resumed["steps"] == straight["steps"] == 4
@@ -368,7 +370,7 @@ def test_crop_sizes_default_to_the_daclip_input_size(trained):
     assert direct.crop_min is None  # known once the DA-CLIP is loaded
     entry = training.train(_config("direct", out / "crops", daclip=out / "daclip_tiny.pt", crop_min=None, crop_max=None, steps=1))
     assert entry["crop"] == [32, 96]
-    with pytest.raises(training.DaclipError, match="must not exceed"):
+    with pytest.raises(DaclipError, match="must not exceed"):
         _config("direct", out, crop_min=8, crop_max=None)
 
 
@@ -378,16 +380,16 @@ def _enlarge(x, factor=2):
 
 def test_resampled_patch_kernel_sees_a_larger_image_as_the_old_one_the_shrunk_image():
     old = torch.randn(8, 3, 16, 16)
-    new = training._resample_patch_kernel(old, 32)
+    new = training.resample_patch_kernel(old, 32)
     x = torch.randn(2, 3, 32, 32)
     expected = torch.nn.functional.conv2d(x, old, stride=16)
     assert torch.allclose(torch.nn.functional.conv2d(_enlarge(x), new, stride=32), expected, atol=1e-4)
     detail = torch.randn(2, 3, 64, 64)
     detail = detail - _enlarge(torch.nn.functional.avg_pool2d(detail, 2))  # zero mean in every 2x2 cell
     assert torch.nn.functional.conv2d(detail, new, stride=32).abs().mean() > 0.1  # it sees fine detail
-    assert torch.equal(training._resample_patch_kernel(old, 16), old)
-    with pytest.raises(training.DaclipError, match="cannot resample"):
-        training._resample_patch_kernel(old, 24)
+    assert torch.equal(training.resample_patch_kernel(old, 16), old)
+    with pytest.raises(DaclipError, match="cannot resample"):
+        training.resample_patch_kernel(old, 24)
 
 
 def test_init_fine_tunes_a_larger_input_daclip_from_a_saved_one(trained, tmp_path):
@@ -395,7 +397,7 @@ def test_init_fine_tunes_a_larger_input_daclip_from_a_saved_one(trained, tmp_pat
     bigger = {**CLIP_CFG, "vision_cfg": {**CLIP_CFG["vision_cfg"], "image_size": 64, "patch_size": 32}}
     model = training.build_daclip(bigger)
     info = training.initialise_from(model, out / "daclip_tiny.pt")
-    assert info["sha256"] == training.sha256_file(out / "daclip_tiny.pt") and info["provenance"]["steps"] == 4
+    assert info["sha256"] == sha256_file(out / "daclip_tiny.pt") and info["provenance"]["steps"] == 4
     old = checkpoints.load_daclip(out / "daclip_tiny.pt").float().eval()
     x = torch.randn(2, 3, 32, 32)
     with torch.no_grad():
@@ -413,17 +415,17 @@ def test_init_starts_a_unet_stage_from_saved_weights(trained, tmp_path):
     assert entry["init"]["provenance"]["steps"] == 3
     a, b = checkpoints.read_state_dict(out / "direct_tiny.pth"), checkpoints.read_state_dict(tmp_path / "direct_tiny.pth")
     assert all(torch.equal(a[k], b[k]) for k in a)
-    with pytest.raises(training.DaclipError, match="same kind of model"):
+    with pytest.raises(DaclipError, match="same kind of model"):
         training.train(_config("direct", tmp_path / "bad", daclip=out / "daclip_tiny.pt", init=out / "daclip_tiny.pt", steps=0))
     other = {**UNET_CFG, "nf": 64}
-    with pytest.raises(training.DaclipError, match="the model needs"):
+    with pytest.raises(DaclipError, match="the model needs"):
         training.train(_config("direct", tmp_path / "bad2", daclip=out / "daclip_tiny.pt", unet_cfg=other, init=out / "direct_tiny.pth", steps=0))
-    with pytest.raises(training.DaclipError, match="not found"):
+    with pytest.raises(DaclipError, match="not found"):
         training.train(_config("direct", tmp_path / "bad3", daclip=out / "daclip_tiny.pt", init=tmp_path / "missing.pth", steps=0))
 
 
 def test_unet_stage_needs_a_daclip(tmp_path):
-    with pytest.raises(training.DaclipError, match="needs a trained DA-CLIP"):
+    with pytest.raises(DaclipError, match="needs a trained DA-CLIP"):
         training.train(_config("direct", tmp_path, steps=1))
 
 
@@ -496,17 +498,17 @@ def test_interpolation_refuses_what_is_not_one_lineage(trained, tmp_path):
     from daclip_plugin.weight_interpolation import interpolate
 
     out, _ = trained
-    with pytest.raises(training.DaclipError, match="alpha"):
+    with pytest.raises(DaclipError, match="alpha"):
         interpolate(out / "direct_tiny.pth", out / "direct_tiny.pth", 1.5, tmp_path)
-    with pytest.raises(training.DaclipError, match="not found"):
+    with pytest.raises(DaclipError, match="not found"):
         interpolate(out / "direct_tiny.pth", tmp_path / "missing.pth", 0.5, tmp_path)
-    with pytest.raises(training.DaclipError, match="not the DA-CLIP"):
+    with pytest.raises(DaclipError, match="not the DA-CLIP"):
         interpolate(out / "direct_tiny.pth", out / "direct_tiny.pth", 0.5, tmp_path / "z", daclip=out / "provenance.json")
     assert not (tmp_path / "z").exists()
     other = tmp_path / "other"
     other.mkdir()
     training.save_model(training.build_unet({**UNET_CFG, "nf": 64}, 32), other / "direct_tiny.pth")
-    with pytest.raises(training.DaclipError, match="not the same UNet"):
+    with pytest.raises(DaclipError, match="not the same UNet"):
         interpolate(out / "direct_tiny.pth", other / "direct_tiny.pth", 0.5, tmp_path / "x")
     # same shapes, but trained against another DA-CLIP
     elsewhere = tmp_path / "elsewhere"
@@ -515,7 +517,7 @@ def test_interpolation_refuses_what_is_not_one_lineage(trained, tmp_path):
     data = json.loads((out / "provenance.json").read_text())
     data["stages"]["direct"]["daclip_sha256"] = "0" * 64
     (elsewhere / "provenance.json").write_text(json.dumps(data))
-    with pytest.raises(training.DaclipError, match="daclip_sha256"):
+    with pytest.raises(DaclipError, match="daclip_sha256"):
         interpolate(out / "direct_tiny.pth", elsewhere / "direct_tiny.pth", 0.5, tmp_path / "y")
     assert not (tmp_path / "y" / "direct_tiny.pth").exists()
 

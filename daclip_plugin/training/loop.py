@@ -1,0 +1,282 @@
+"""One training stage from start to end (:func:`train`) and its command line."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import torch
+
+from .. import checkpoints
+from ..daclip_model import DEGRADATIONS, DaCLIP, tokenize
+from ..direct import load_daclip_quietly
+from ..errors import CheckpointError, DaclipError
+from ..pipeline import OFFICIAL_SDE
+from ..sde import IRSDESchedule
+from ..unet import ConditionalUNet
+from ..weights.integrity import sha256_file
+from .config import LOG_NAME, TrainConfig
+from .data import DegradationSamples, batches, parse_weights, train_images
+from .evaluate import batch_contexts, eval_pairs, evaluate_daclip, evaluate_saved_unet
+from .models import autocast_factory, build_daclip, context_dim_of, initialise_from, lr_factor, param_groups, to_device, training_device
+from .objectives import DIRECT_LOSSES, SDETable, daclip_losses, direct_loss, irsde_loss
+from .records import TrainingLog, environment, save_model, write_provenance
+
+
+def train(config: TrainConfig) -> dict:
+    """Run one stage; returns its provenance entry (also written to ``provenance.json``)."""
+    wall_start = time.monotonic()
+    out = config.out
+    out.mkdir(parents=True, exist_ok=True)
+    device = training_device(config.device)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed training shapes; matmuls stay strict fp32 (no TF32)
+    log = TrainingLog(out / LOG_NAME, config.stage, config.quiet, config.print_seconds)
+    stage = config.stage
+
+    state = None
+    if config.resume and config.state_file().is_file():
+        try:
+            state = checkpoints.safe_load(config.state_file())
+        except Exception as exc:  # not a state this code wrote: never unpickled beyond plain data
+            first_line = (str(exc).strip().splitlines() or [""])[0]
+            raise CheckpointError(f"cannot resume from {config.state_file()}: {type(exc).__name__}: {first_line}") from exc
+        if not isinstance(state, dict) or not {"stage", "seed", "step"} <= set(state):
+            raise CheckpointError(f"cannot resume from {config.state_file()}: it is not a training state")
+        if state.get("stage") != stage:
+            raise DaclipError(f"{config.state_file()} holds stage {state.get('stage')!r}, not {stage!r}")
+    elif config.resume:
+        log.say(f"no saved state at {config.state_file()}: starting from scratch")
+    seed = int(state["seed"]) if state else config.seed
+    torch.manual_seed(seed)
+    np.random.seed(seed % 2**32)
+
+    daclip_model: Optional[DaCLIP] = None
+    if stage == "daclip":
+        clip_cfg = state["model_cfg"] if state else config.clip_cfg
+        model = build_daclip(clip_cfg).to(device)
+        model_cfg, clip_size = clip_cfg, model.image_size
+    else:
+        daclip_path = config.daclip_file()
+        if not daclip_path.is_file():
+            raise DaclipError(f"the {stage} stage needs a trained DA-CLIP: {daclip_path} not found (train stage daclip first or pass --daclip)")
+        daclip_model = load_daclip_quietly(daclip_path, device=device).float().eval()
+        daclip_model.requires_grad_(False)
+        model_cfg = state["model_cfg"] if state else {**config.unet_cfg, "context_dim": context_dim_of(daclip_model)}
+        if model_cfg["context_dim"] != context_dim_of(daclip_model):
+            raise DaclipError(f"the UNet's context_dim {model_cfg['context_dim']} does not fit the DA-CLIP's {context_dim_of(daclip_model)}")
+        model = ConditionalUNet(**model_cfg).to(device)
+        clip_size = daclip_model.image_size
+    config.resolve_crops(clip_size)
+    init = state.get("init") if state else None  # what the run started from, kept across resumes
+    if config.init is not None and not state:
+        init = initialise_from(model, config.init)
+        log.say(f"initialised from {config.init}")
+    model.train()
+
+    optimizer = torch.optim.AdamW(
+        param_groups(model, config.weight_decay), lr=config.lr, betas=(0.9, 0.99 if stage != "daclip" else 0.98)
+    )
+    step, train_seconds, resumed_from = 0, 0.0, None
+    if state:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        step, train_seconds, resumed_from = int(state["step"]), float(state["train_seconds"]), int(state["step"])
+    loss_tail: list[float] = list(state.get("loss_tail", [])) if state else []
+
+    images, image_info = train_images(seed)
+    dataset = DegradationSamples(
+        images, stage=stage, seed=seed, clip_size=clip_size, crop_min=config.crop_min, crop_max=config.crop_max,
+        scale_min=config.scale_min, patch=config.patch, clip_view=config.clip_view, weights=config.degradation_weights,
+    )
+    text_tokens = tokenize(DEGRADATIONS).to(device) if stage == "daclip" else None
+    table = SDETable(IRSDESchedule.from_config(OFFICIAL_SDE), device) if stage == "irsde" else None
+    autocast = autocast_factory(device, config.amp)
+    max_seconds = None if config.max_minutes is None else config.max_minutes * 60
+    n_params = sum(p.numel() for p in model.parameters())
+
+    def progress() -> float:
+        fractions = []
+        if config.steps is not None:
+            fractions.append(step / max(config.steps, 1))
+        if max_seconds is not None:
+            fractions.append(train_seconds / max(max_seconds, 1e-9))
+        return max(fractions) if fractions else 0.0
+
+    def done() -> bool:
+        return (config.steps is not None and step >= config.steps) or (max_seconds is not None and train_seconds >= max_seconds)
+
+    def save_state() -> None:
+        payload = {
+            "stage": stage, "seed": seed, "step": step, "train_seconds": train_seconds, "model_cfg": model_cfg,
+            "model": model.state_dict(), "optimizer": optimizer.state_dict(), "loss_tail": loss_tail[-200:],
+            "init": init,
+        }
+        partial = config.state_file().with_name(config.state_file().name + ".partial")
+        torch.save(payload, partial)
+        os.replace(partial, config.state_file())
+
+    log.write({"event": "start", "step": step, "resumed_from": resumed_from, "device": str(device), "params": n_params,
+               "batch": config.batch, "patch": config.patch if stage != "daclip" else None, "seed": seed})
+    log.say(f"{'resuming at' if state else 'starting at'} step {step} on {device}: {n_params / 1e6:.2f} M parameters, "
+            f"batch {config.batch}" + (f", patch {config.patch}" if stage != "daclip" else "")
+            + (f", up to {config.steps} steps" if config.steps is not None else "")
+            + (f", up to {config.max_minutes:g} min" if max_seconds is not None else ""))
+
+    window: dict[str, float] = {}
+    window_count = 0
+    loader = None
+    interrupted = False
+    if not done():
+        loader = batches(dataset, config.batch, step, config.workers, pin=device.type == "cuda")
+        iterator = iter(loader)
+        segment_start = time.monotonic()
+        base_seconds = train_seconds
+        try:
+            while not done():
+                batch = to_device(next(iterator), device)
+                factor = lr_factor(step, progress(), config.warmup)
+                for group in optimizer.param_groups:
+                    group["lr"] = config.lr * factor
+                if stage == "daclip":
+                    terms = daclip_losses(model, batch, text_tokens)
+                else:
+                    contexts = batch_contexts(daclip_model, batch["lq_clip"], batch.get("lq_clip_n"))
+                    terms = (irsde_loss(model, table, batch, contexts, autocast) if stage == "irsde"
+                             else direct_loss(model, batch, contexts, autocast, config.loss))
+                optimizer.zero_grad(set_to_none=True)
+                terms["loss"].backward()
+                if config.grad_clip:
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+                optimizer.step()
+                if stage == "daclip":
+                    with torch.no_grad():
+                        model.logit_scale.clamp_(0, math.log(100))
+                        model.clip.logit_scale.clamp_(0, math.log(100))
+                step += 1
+                for key, value in terms.items():
+                    window[key] = window.get(key, 0.0) + value.detach()
+                window_count += 1
+                train_seconds = base_seconds + time.monotonic() - segment_start
+                if step % config.log_every == 0 or done():
+                    means = {k: float(v) / window_count for k, v in window.items()}
+                    if not all(math.isfinite(v) for v in means.values()):
+                        raise DaclipError(f"{stage}: the loss became non-finite at step {step}: {means}")
+                    loss_tail.append(means["loss"])
+                    log.write({"step": step, **means, "lr": config.lr * factor, "train_s": round(train_seconds, 2),
+                               "samples_per_s": round(step * config.batch / max(train_seconds, 1e-9), 1)})
+                    log.say(f"step {step}  " + "  ".join(f"{k} {v:.4g}" for k, v in means.items())
+                            + f"  lr {config.lr * factor:.2e}  {train_seconds:.0f}s", force=False)
+                    window, window_count = {}, 0
+                if config.checkpoint_every and step % config.checkpoint_every == 0:
+                    save_state()
+        except KeyboardInterrupt:
+            interrupted = True
+        finally:
+            del iterator, loader
+    save_state()
+    log.write({"event": "checkpoint", "step": step, "train_s": round(train_seconds, 2)})
+    if interrupted:
+        log.say(f"interrupted at step {step}; state saved to {config.state_file()} (continue with --resume)")
+        raise KeyboardInterrupt
+
+    # -- save the model and evaluate it ---------------------------------------------------
+    model.eval()
+    path = config.file()
+    save_model(model, path, config.save_dtype)
+    eval_start = time.monotonic()
+    evaluation = None
+    if config.eval_per_class:
+        if stage == "daclip":
+            pairs = eval_pairs(config.eval_per_class, 0, seed + 1, config.crop_min, config.crop_max)
+            evaluation = evaluate_daclip(reloaded_daclip(path, device), pairs, config.clip_view)
+            log.say(f"held-out accuracy {evaluation['accuracy']:.3f} on {evaluation['n']} crops: "
+                    + ", ".join(f"{k} {v:.2f}" for k, v in evaluation["per_class"].items()))
+        else:
+            evaluation = evaluate_saved_unet(stage, path, daclip_model, config.eval_per_class, config.eval_size, seed, device, config.clip_view)
+            log.say(f"held-out PSNR {evaluation['psnr_in']:.2f} dB -> {evaluation['psnr_out']:.2f} dB on {evaluation['n']} crops: "
+                    + ", ".join(f"{k} {v['psnr_in']:.1f}->{v['psnr_out']:.1f}" for k, v in evaluation["per_class"].items()))
+        evaluation["seconds"] = round(time.monotonic() - eval_start, 2)
+        log.write({"event": "eval", "step": step, **evaluation})
+
+    final_loss = float(np.mean(loss_tail[-4:])) if loss_tail else None
+    entry = {
+        "command": config.command if config.command is not None else list(sys.argv),
+        "seed": seed,
+        "steps": step,
+        "resumed_from": resumed_from,
+        "batch": config.batch,
+        "patch": config.patch if stage != "daclip" else None,
+        "crop": [config.crop_min, config.crop_max],
+        "clip_view": config.clip_view,
+        **({"loss": config.loss} if stage == "direct" else {}),
+        "scale_min": config.scale_min,
+        "lr": config.lr,
+        "warmup": config.warmup,
+        "weight_decay": config.weight_decay,
+        "grad_clip": config.grad_clip,
+        "optimizer": "AdamW",
+        "amp": "bf16 autocast (UNet only)" if (device.type == "cuda" and config.amp and stage != "daclip") else "off (fp32)",
+        "train_seconds": round(train_seconds, 2),
+        "wall_seconds": round(time.monotonic() - wall_start, 2),
+        "samples": step * config.batch,
+        "final_loss": final_loss,
+        "model_cfg": model_cfg,
+        "parameters": n_params,
+        "file": path.name,
+        "file_bytes": path.stat().st_size,
+        "file_dtype": config.save_dtype,
+        "file_sha256": sha256_file(path),
+        "clean_images": image_info,
+        "degradations": list(DEGRADATIONS),
+        **({"degradation_weights": config.degradation_weights} if config.degradation_weights else {}),
+        "eval": evaluation,
+        "config": config.to_json(),
+        **environment(device),
+    }
+    if init is not None:
+        entry["init"] = init
+    if stage != "daclip":
+        entry["daclip_file"] = config.daclip_file().name
+        entry["daclip_sha256"] = sha256_file(config.daclip_file())
+    if stage == "irsde":
+        entry["sde"] = dict(OFFICIAL_SDE)
+        entry["objective"] = "L1(reverse-SDE step mean from the predicted noise, optimal reverse step), t ~ U{1..T}"
+    if stage == "direct":
+        entry["convention"] = f"restored = lq + unet(xt=lq, cond=lq, time=0, contexts); {DIRECT_LOSSES[config.loss]}"
+    write_provenance(out, stage, entry)
+    log.write({"event": "end", "step": step, "train_s": round(train_seconds, 2), "wall_s": entry["wall_seconds"], "file": path.name})
+    log.say(f"done: {step} steps in {train_seconds:.0f}s, final loss {final_loss}, saved {path} ({entry['file_bytes'] / 1e6:.2f} MB)")
+    return entry
+
+
+def reloaded_daclip(path: Path, device) -> DaCLIP:
+    """The saved DA-CLIP as inference sees it (loaded back from the file)."""
+    return load_daclip_quietly(path, device=device).float().eval()
+
+
+def main_from_args(args) -> int:
+    """Run ``daclip train`` from its parsed arguments (see ``daclip train --help``)."""
+    names = ("steps", "max_minutes", "batch", "patch", "lr", "workers", "device", "seed", "resume",
+             "checkpoint_every", "eval_per_class", "eval_size", "preset", "crop_min", "crop_max", "clip_view", "loss")
+    options = {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
+    if getattr(args, "degradation_weights", None):
+        options["degradation_weights"] = parse_weights(args.degradation_weights)
+    daclip, init = getattr(args, "daclip", None), getattr(args, "init", None)
+    config = TrainConfig(
+        args.stage, Path(args.out), daclip=None if daclip is None else Path(daclip), init=None if init is None else Path(init),
+        command=["daclip", *sys.argv[1:]] if sys.argv and sys.argv[0].endswith("daclip") else list(sys.argv),
+        **options,
+    )
+    entry = train(config)
+    summary = {"stage": args.stage, "file": str(config.file()), "steps": entry["steps"], "final_loss": entry["final_loss"]}
+    if entry["eval"]:
+        summary["eval"] = {k: v for k, v in entry["eval"].items() if k in ("accuracy", "psnr_in", "psnr_out", "n")}
+    print(json.dumps(summary))
+    return 0
