@@ -1,7 +1,8 @@
 """The napari dock widget: pick layers and settings, run in worker threads, show progress.
 
 The work is the console's (:mod:`daclip_plugin.gui.console`: one plan per layer, run by
-:mod:`daclip_plugin.stacks`); this module holds the controls. Settings reach a restorer only
+:mod:`daclip_plugin.stacks`); this module holds the panel's behaviour, and
+:mod:`daclip_plugin.gui.controls` its controls. Settings reach a restorer only
 if it declares that option and it applies (``steps``: with the MaRS sampler; see
 :meth:`daclip_plugin.options.OptionSet.applicable`); controls that do not apply are greyed
 out. Opening the panel imports no torch; settings are kept between sessions
@@ -15,17 +16,14 @@ import time
 import weakref
 from typing import TYPE_CHECKING, Any, Mapping, Optional
 
-from magicgui.widgets import CheckBox, ComboBox, Container, Label, ProgressBar, PushButton, Select, SpinBox
+from magicgui.widgets import Container
 from napari.layers import Image
 from napari.qt.threading import thread_worker
 from napari.utils import progress as napari_progress
 from napari.utils.notifications import show_error, show_info, show_warning
-from qtpy.QtCore import QEvent, QObject, QThreadPool
-from qtpy.QtGui import QFontMetrics
-from qtpy.QtWidgets import QApplication, QComboBox, QSizePolicy
+from qtpy.QtCore import QThreadPool
 
 from .. import api, samplers, stacks, weights
-from ..devices import menu_devices
 from ..errors import Cancelled, DaclipError
 from ..options import of as options_of
 from . import settings as saved
@@ -33,50 +31,14 @@ from .console import classifier_options, default_classifier, plan_restore
 from .jobs import Run, Task, classify_jobs, download_job, restore_jobs
 from .layers import is_restorable, prepare_layer
 from .models import is_stack, model_ready, model_state
+from .controls import TOOLTIPS, CloseWatcher, build_controls
 from .runtime import avoid_llvm_clash, unwrap
-from .table import ProbabilityTable
 
 if TYPE_CHECKING:
     import napari.viewer
 
-#: What each setting control does (its tooltip while it applies).
-TOOLTIPS = {
-    "model": "model weights",
-    "sampler": "posterior: the official 100-step sampler; sde: reverse SDE, 100 steps; mars: fast, 'Steps' network calls",
-    "steps": "network calls of the MaRS sampler (10-20 match the 100-step posterior sampler)",
-    "seed": "random seed (random: a fresh seed every run)",
-    "device": "where the model runs",
-    "memory_budget": "memory a network call may use; larger images are restored in tiles "
-                     "(auto: a safe share of the free memory, or DACLIP_MEMORY_BUDGET)",
-}
-#: The memory budgets the panel offers, in MiB (0: automatic).
-MEMORY_CHOICES = [("auto", 0), *((f"{mib // 1024} GiB" if mib >= 1024 else f"{mib} MiB", mib)
-                                 for mib in (256, 512, 1024, 2048, 4096, 8192, 16384, 32768))]
 #: How long quitting napari waits for a run to stop (it stops within one step).
 QUIT_WAIT_MS = 120_000
-
-
-class _CloseWatcher(QObject):
-    """Tells the widget when napari takes it out of its dock (the panel's X) or quits."""
-
-    def __init__(self, widget: "DaclipWidget") -> None:
-        super().__init__(widget.native)
-        self._widget = weakref.ref(widget)
-        widget.native.installEventFilter(self)
-        QApplication.instance().aboutToQuit.connect(self._quitting)
-
-    def _call(self, method: str) -> None:
-        widget = self._widget()
-        if widget is not None:
-            getattr(widget, method)()
-
-    def eventFilter(self, obj, event) -> bool:  # noqa: N802 (Qt's name)
-        if event.type() == QEvent.Type.ParentChange and obj.parent() is None:
-            self._call("close_panel")
-        return False
-
-    def _quitting(self) -> None:
-        self._call("wait_for_run")
 
 
 class DaclipWidget(Container):
@@ -94,77 +56,13 @@ class DaclipWidget(Container):
         self._flushing = False
         #: probabilities of the last classification or restoration of each layer, by layer name
         self.probabilities: dict[str, dict[str, float]] = {}
-        self._build_controls()
+        build_controls(self)
         self._connect()
         self._restore_settings(saved.load())
         self._update_controls()
-        self._watcher = _CloseWatcher(self)
+        self._watcher = CloseWatcher(self)
         widget = weakref.ref(self)
         self.native.destroyed.connect(lambda *_: (lambda w: w is not None and w.wait_for_run())(widget()))
-
-    # ----------------------------------------------------------------- building
-
-    def _build_controls(self) -> None:
-        self._layers = Select(label="Image layers", choices=self._layer_choices, allow_multiple=True,
-                              tooltip="image layers to classify or restore (Ctrl/Shift-click for several)")
-        self._layers.native.setMaximumHeight(90)
-        self._follow = CheckBox(text="follow napari's selection", value=False,
-                                tooltip="select here the image layers selected in napari's layer list")
-        self._restorer = ComboBox(label="Restorer", choices=self._restorer_choices, tooltip="restoration method")
-        self._model = ComboBox(label="Model", choices=self._model_choices, tooltip=TOOLTIPS["model"])
-        self._download = PushButton(text="Download", tooltip="download the selected model's weights")
-        self._sampler = ComboBox(label="Sampler", choices=self._sampler_choices, tooltip=TOOLTIPS["sampler"])
-        steps = samplers.MARS_OPTIONS.get("steps")
-        self._steps = SpinBox(label="Steps", value=steps.default, min=steps.minimum, max=steps.maximum, tooltip=TOOLTIPS["steps"])
-        self._seed = SpinBox(label="Seed", value=0, min=-1, max=2**31 - 1, tooltip=TOOLTIPS["seed"])
-        self._seed.native.setSpecialValueText("random")
-        self._device = ComboBox(label="Device", choices=lambda _=None: menu_devices(), tooltip=TOOLTIPS["device"])
-        self._memory = ComboBox(label="Memory", choices=MEMORY_CHOICES, value=0, tooltip=TOOLTIPS["memory_budget"])
-        self._slices = ComboBox(label="Slices", choices=[("current slice", "current"), ("all slices", "all")], value="current",
-                                tooltip="for stacks (time, z, ...): restore the slice shown now, or every slice")
-        self._conditioning = ComboBox(
-            label="Steering", choices=[("whole stack (mean)", "mean"), ("shown slice", "current"), ("each slice", "each")],
-            value="mean", tooltip="for all slices of a stack: what DA-CLIP estimate steers them (one for all keeps them alike)",
-        )
-        self._intensity = ComboBox(
-            label="Intensity", choices=[("contrast limits", "contrast"), ("data range", "data"), ("full dtype range", "dtype")],
-            value="contrast", tooltip="which values count as black and white: the layer's contrast limits (what you see), "
-                                      "its data's range, or its dtype's full range",
-        )
-        self._classify_button = PushButton(text="Classify", tooltip="degradation probabilities of the selected layers")
-        self._restore_button = PushButton(text="Restore", tooltip="restore the selected layers into new '[restored]' layers")
-        self._cancel_button = PushButton(text="Cancel", tooltip="stop the running job within one step", enabled=False)
-        self._progress = ProgressBar(value=0, min=0, max=1)
-        self._status = Label(value="Ready")
-        self._status.native.setWordWrap(True)
-        self._status.native.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
-        self._table = ProbabilityTable()
-
-        def row(label: str, *widgets) -> Container:
-            line = Container(widgets=list(widgets), layout="horizontal", labels=False, label=label)
-            line.margins = (0, 0, 0, 0)
-            return line
-
-        self._form = Container(
-            widgets=[self._layers, row("", self._follow), self._restorer, row("Model", self._model, self._download),
-                     self._sampler, self._steps, self._seed, self._device, self._memory,
-                     self._intensity, self._slices, self._conditioning],
-            labels=True,
-        )
-        self._form.margins = (0, 0, 0, 0)
-        buttons = row("", self._classify_button, self._restore_button, self._cancel_button)
-        self.margins = (4, 4, 4, 4)
-        self.extend([self._form, buttons, self._progress, self._status, self._table])
-        for combo in (self._restorer, self._model, self._sampler, self._device, self._memory, self._slices, self._conditioning,
-                      self._intensity):
-            combo.native.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
-            combo.native.setMinimumContentsLength(8)  # long model names must not widen the panel
-        metrics = QFontMetrics(self.native.font())
-        width = max(64, int(1.15 * max(metrics.horizontalAdvance(w.label) for w in self._form)))
-        for control in self._form:
-            labeled = control._labeled_widget()
-            if labeled is not None:
-                labeled.label_width = width
 
     def _connect(self) -> None:
         self._restorer.changed.connect(self._sampler.reset_choices)
