@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -39,12 +40,8 @@ def in_process(files: list[Path], out: Path) -> float:
 
 
 def on_dask(files: list[Path], out: Path, workers: int) -> tuple[float, float]:
-    from distributed import Client, LocalCluster
-
-    threads = max(1, (os.cpu_count() or 1) // workers)
     start = time.perf_counter()
-    with LocalCluster(n_workers=workers, threads_per_worker=1, dashboard_address=":0",
-                      env={"OMP_NUM_THREADS": str(threads)}) as cluster, Client(cluster) as client:
+    with distributed.connect(workers=workers) as client:  # as restore_files(..., workers=N) starts it
         client.wait_for_workers(workers)
         started = time.perf_counter() - start
         # each worker loads the model on its first file: warm them all up, untimed
@@ -65,7 +62,11 @@ def main() -> None:
         root = Path(folder)
         per_type = -(-args.count // 10)
         evaluation.make_benchmark(root / "bench", seed=0, per_type=per_type, size=args.size)
-        files = sorted((root / "bench").glob("*/LQ/*.png"))[: args.count]
+        (root / "flat").mkdir()
+        files = []
+        for path in sorted((root / "bench").glob("*/LQ/*.png"))[: args.count]:  # one folder, unique names
+            files.append(root / "flat" / f"{path.parent.parent.name}_{path.name}")
+            shutil.copy(path, files[-1])
         loop = in_process(files, root / "loop")
         rows = [("in-process loop", None, loop)]
         for workers in (1, 2):

@@ -94,8 +94,8 @@ def restore_picture(
         )
         return result.data, result.mean_probabilities or None
     estimate = api.estimate(picture.data, restorer, **options)
-    if estimate is not None:
-        scores = dict(estimate.probabilities)
+    if estimate is not None:  # most likely first, as classify gives them
+        scores = dict(sorted(estimate.probabilities.items(), key=lambda item: item[1], reverse=True))
     elif classifier is not None:
         scores = api.classify(picture.data, classifier=classifier, **(classify_options or {}))
     else:

@@ -78,6 +78,8 @@ def test_results_equal_the_in_process_ones_and_a_corrupt_file_is_reported(client
         result = by_name[path.name]
         assert result.status == "restored" and result.seconds > 0
         assert set(result.probabilities) == set(api.classify(imagefiles.read_image(path), **TINY))
+        values = list(result.probabilities.values())
+        assert values == sorted(values, reverse=True)  # most likely first, as classify gives them
         np.testing.assert_array_equal(imagefiles.read_image(result.target), in_process(path, tmp_path / "local"))
     # again: the outputs exist, so every file is skipped; overwrite=... does them again
     again = distributed.restore_files(tmp_path / "in" / "img*.png", tmp_path / "out", client=client, **TINY)
