@@ -47,7 +47,7 @@ run_demo() {
     echo "copying the bundled sample images into $out/samples"
     "$VENV/bin/daclip" samples "$out/samples" >/dev/null
     # the embedded model works offline; its preferred restorer is the one-pass daclip-direct
-    "$VENV/bin/daclip" restore "$out"/samples/*.png --model tiny --side-by-side -o "$out"
+    "$VENV/bin/daclip" restore "$out"/samples/*.png --model tiny --side-by-side --overwrite -o "$out"
     echo "done: $out/NAME_restored.png (restored) and $out/NAME_restored_compare.png (input | restored)"
 }
 
