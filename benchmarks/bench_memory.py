@@ -6,6 +6,7 @@ whatever torch and the model take. Random weights: the numbers depend only on th
 
     python benchmarks/bench_memory.py unet --archs tiny universal-ir wild-ir --sizes 256 512
     python benchmarks/bench_memory.py restore --sizes 1024x1024 4000x3000 --restorers daclip-direct
+    python benchmarks/bench_memory.py sampler --sizes 4000x3000 --steps 3
     python benchmarks/bench_memory.py restore --sizes 4000x3000 --restorers daclip --model random-universal-ir
 
 ``--model random-universal-ir`` restores with DA-CLIP ViT-B-32 and the universal-ir UNet
@@ -72,6 +73,21 @@ seconds = time.perf_counter() - start
 print(json.dumps({{"peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "seconds": seconds}}))
 """
 
+SAMPLER_CHILD = """
+import json, resource, sys
+import torch
+sys.path.insert(0, {root!r})
+from daclip_plugin.mars import sample_mars
+from daclip_plugin.pipeline import OFFICIAL_SDE
+from daclip_plugin.sde import IRSDESchedule
+mu = torch.rand(1, 3, {height}, {width})
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+sample_mars(lambda x, t: x * 0.01, mu, IRSDESchedule.from_config(OFFICIAL_SDE), steps={steps},
+            generator=torch.Generator().manual_seed(0))
+after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(json.dumps({{"peak_mib": (after - before) / 1024, "seconds": 0.0}}))
+"""
+
 
 def _run(code: str) -> dict:
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
@@ -87,7 +103,7 @@ def _size(text: str) -> tuple[int, int]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("what", choices=("unet", "restore"))
+    parser.add_argument("what", choices=("unet", "restore", "sampler"))
     parser.add_argument("--archs", nargs="+", default=["tiny", "universal-ir", "wild-ir"])
     parser.add_argument("--sizes", nargs="+", type=_size, default=[(256, 256), (512, 512)], metavar="WxH")
     parser.add_argument("--restorers", nargs="+", default=["daclip-direct"])
@@ -96,6 +112,14 @@ def main() -> None:
     parser.add_argument("--budget", help="memory_budget option of the restorers (MiB)")
     args = parser.parse_args()
 
+    if args.what == "sampler":
+        print("| sampler | size | peak memory beyond the condition (MiB) | in 144 MB-per-12-MP tensors |")
+        print("| --- | --- | --- | --- |")
+        for width, height in args.sizes:
+            result = _run(SAMPLER_CHILD.format(root=str(ROOT), width=width, height=height, steps=args.steps))
+            copies = result["peak_mib"] * 2**20 / (width * height * 3 * 4)
+            print(f"| MaRS ({args.steps} calls, ode, order 2) | {width}x{height} | {result['peak_mib']:.0f} | {copies:.1f} |")
+        return
     if args.what == "unet":
         print("| UNet | size | peak memory of the call (MiB) | per megapixel (MiB) | seconds |")
         print("| --- | --- | --- | --- | --- |")

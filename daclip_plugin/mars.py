@@ -207,12 +207,13 @@ class _Solver:
         if self.options.solver == "ode" and data:  # the default: in place, few full-size temporaries
             phi1 = torch.exp(-h) - 1
             phi2 = phi1 / h + 1
-            terms = q0 * phi1
-            if order >= 2:
-                terms.add_(d1, alpha=-phi2.item())
+            if order == 1:
+                terms = q0 * phi1
+            else:  # phi1 * q0 - phi2 * d1, in d1's own (fresh) memory
+                terms = d1.mul_(-phi2).add_(q0, alpha=phi1.item())
             if order == 3:
                 terms.add_(d2, alpha=(phi2 / h - 0.5).item())
-            out = x * (s / s_prev)
+            out = x.mul_(s / s_prev)  # x is the sampler's own state, replaced by the result
             out.add_(terms, alpha=-a.item())
             del terms
             return out.add_(mu, alpha=(1 - s / s_prev + s / s_prev * a_prev - a).item())
@@ -270,7 +271,7 @@ def sample_mars(
     elif x_T.shape != mu.shape:
         raise ValueError(f"x_T has shape {tuple(x_T.shape)}, mu has {tuple(mu.shape)}")
     else:
-        x = x_T.to(dtype=mu.dtype, device=mu.device)
+        x = x_T.to(dtype=mu.dtype, device=mu.device, copy=True)  # the solver updates its state in place
     solver = _Solver(MarsSchedule(schedule), settings, mu)
     calls = solver.timesteps.numel() - 1
 

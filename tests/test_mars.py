@@ -200,3 +200,14 @@ def test_mars_at_20_calls_is_as_accurate_as_posterior_at_100():
     assert mars <= posterior + MARS_MARGIN, (mars, posterior)
     # and the error falls as calls are added: the check can tell a good sampler from a bad one
     assert _mean_distance(sample_mars, problem, steps=5) > 5 * mars
+
+
+@pytest.mark.parametrize("solver, order", [("ode", 1), ("ode", 2), ("ode", 3), ("sde", 1), ("sde", 2)])
+def test_the_inputs_are_never_modified(solver, order):
+    """The solver updates its own state in place; the condition and a given x_T stay as they were."""
+    torch.manual_seed(3)
+    mu, x_T = torch.rand(1, 3, 8, 8), torch.randn(1, 3, 8, 8)
+    copies = mu.clone(), x_T.clone()
+    out = sample_mars(lambda x, t: x * 0.1, mu, SCHEDULE, x_T=x_T, steps=5, solver=solver, order=order,
+                      generator=torch.Generator().manual_seed(0))
+    assert torch.equal(mu, copies[0]) and torch.equal(x_T, copies[1]) and torch.isfinite(out).all()
