@@ -177,7 +177,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
     planned = outputs.plan(sources, headers, args.output, overwrite=args.overwrite or args.skip_existing,
                            side_by_side=args.side_by_side)
     for item in planned:
-        if args.skip_existing and item.target.exists() and (item.compare is None or item.compare.exists()):
+        if args.skip_existing and item.written():
             print(f"{item.source}: skipped, {item.target} exists")
             continue
         result = _restore_file(item, restorer, options, classifier, classify_options, args)

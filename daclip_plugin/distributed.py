@@ -15,7 +15,6 @@ Needs the ``distributed`` extra: ``pip install "daclip-plugin[distributed]"``.
 from __future__ import annotations
 
 import contextlib
-import glob
 import logging
 import os
 from pathlib import Path
@@ -98,9 +97,8 @@ def _remove_partials(planned: Sequence[outputs.Output]) -> None:
     """Remove what a killed worker left half-written beside its targets (their finished files are whole)."""
     for item in planned:
         for target in (item.target, item.compare):
-            if target is not None and target.parent.is_dir():
-                for partial in target.parent.glob(f".{glob.escape(target.name)}.*.partial"):
-                    partial.unlink(missing_ok=True)
+            if target is not None:
+                imagefiles.remove_partials(target)
 
 
 def restore_files(
@@ -149,8 +147,7 @@ def restore_files(
     planned = outputs.plan(readable, headers, target, overwrite=existing != "error", side_by_side=side_by_side)
     todo = []
     for item in planned:
-        done = item.target.exists() and (item.compare is None or item.compare.exists())
-        if existing == "skip" and done:
+        if existing == "skip" and item.written():
             results[item.source] = FileResult(str(item.source), str(item.target), "skipped")
         else:
             todo.append(item)

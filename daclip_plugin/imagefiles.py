@@ -9,6 +9,7 @@ permissions), and a format that cannot hold the data is refused instead of losin
 
 from __future__ import annotations
 
+import glob
 import os
 import secrets
 from dataclasses import dataclass
@@ -217,6 +218,18 @@ def format_problem(suffix: str, dtype: np.dtype, channels: int, frames: int) -> 
     return None if fits else f"a {suffix} file cannot hold {what} ({suffix} holds {FORMATS[suffix]}); use .tif"
 
 
+#: The ending of the file a write goes to before it is renamed into place.
+PARTIAL = ".partial"
+
+
+def remove_partials(path) -> None:
+    """Remove what writes of ``path`` by killed processes left beside it (half-written files)."""
+    path = Path(path)
+    if path.parent.is_dir():
+        for partial in path.parent.glob(f".{glob.escape(path.name)}.*{PARTIAL}"):
+            partial.unlink(missing_ok=True)
+
+
 def write_image(path, data: np.ndarray, *, frames: int = 1) -> Path:
     """Write ``data`` to ``path`` in the format of its suffix, atomically.
 
@@ -231,7 +244,7 @@ def write_image(path, data: np.ndarray, *, frames: int = 1) -> Path:
     if problem:
         raise DaclipError(f"cannot write {path}: {problem}")
     path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.partial")
+    partial = path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}{PARTIAL}")
     try:
         with open(partial, "xb") as stream:  # a new file, with the permissions the umask gives
             _encode(stream, path.suffix.lower(), data, frames)

@@ -28,6 +28,10 @@ class Output:
     target: Path
     compare: Optional[Path]
 
+    def written(self) -> bool:
+        """Whether every file of this output exists (a finished earlier run)."""
+        return self.target.exists() and (self.compare is None or self.compare.exists())
+
 
 def default_suffix(source: Path, header: Header) -> str:
     """The result's format: the input's for TIFF, PNG for 8- and 16-bit images, TIFF for the rest."""
