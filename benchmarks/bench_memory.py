@@ -9,8 +9,9 @@ whatever torch and the model take. Random weights: the numbers depend only on th
     python benchmarks/bench_memory.py sampler --sizes 4000x3000 --steps 3
     python benchmarks/bench_memory.py restore --sizes 4000x3000 --restorers daclip --model random-universal-ir
 
-``--model random-universal-ir`` restores with DA-CLIP ViT-B-32 and the universal-ir UNet
-with random weights (the released models' shapes), MaRS with ``--steps`` network calls.
+``--model random-universal-ir`` saves DA-CLIP ViT-B-32 and universal-ir UNet files with
+random weights (the released models' shapes), then measures loading them and restoring
+with MaRS at ``--steps`` network calls.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import argparse
 import json
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -63,15 +65,34 @@ print(json.dumps({{"peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrs
 RANDOM_CHILD = """
 import json, resource, sys, time
 import numpy as np
-sys.path[:0] = [{root!r}, {root!r} + "/benchmarks"]
-from bench_restore import build
-pipeline = build("cpu", 100)  # DA-CLIP ViT-B-32 and the universal-ir UNet, random weights
-image = np.random.default_rng(0).random(({height}, {width}, 3), dtype=np.float32)
+sys.path.insert(0, {root!r})
+from daclip_plugin.pipeline import load_pipeline
 start = time.perf_counter()
+pipeline = load_pipeline("universal-ir", daclip_path={daclip!r}, unet_path={unet!r}, device="cpu")
+loaded = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+image = np.random.default_rng(0).random(({height}, {width}, 3), dtype=np.float32)
 pipeline.restore(image, sampler="mars", sampler_options={{"steps": {steps}}}, memory_budget={budget})
 seconds = time.perf_counter() - start
-print(json.dumps({{"peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "seconds": seconds}}))
+print(json.dumps({{"peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "seconds": seconds,
+                  "load_peak_mib": loaded}}))
 """
+
+
+def _random_files(directory: Path) -> tuple[str, str]:
+    """DA-CLIP ViT-B-32 and universal-ir UNet files with random weights (the released shapes)."""
+    import torch
+
+    sys.path.insert(0, str(ROOT))
+    from daclip_plugin import checkpoints
+    from daclip_plugin.daclip_model import DaCLIP
+    from daclip_plugin.unet import ConditionalUNet
+
+    torch.manual_seed(0)
+    daclip, unet = directory / "daclip_ViT-B-32.pt", directory / "universal-ir.pth"
+    checkpoints.save_daclip(DaCLIP(checkpoints.RELEASED_DACLIP_CONFIGS["daclip_ViT-B-32"]), daclip)
+    checkpoints.save_unet(ConditionalUNet(**checkpoints.RELEASED_UNET_CONFIGS["universal-ir"]), unet)
+    return str(daclip), str(unet)
+
 
 SAMPLER_CHILD = """
 import json, resource, sys
@@ -132,14 +153,18 @@ def main() -> None:
         return
     print("| restorer | model | size | peak memory of the process (MiB) | seconds |")
     print("| --- | --- | --- | --- | --- |")
+    scratch = tempfile.TemporaryDirectory()
+    files = _random_files(Path(scratch.name)) if args.model == "random-universal-ir" else None
     for restorer in args.restorers:
         for width, height in args.sizes:
             if args.model == "random-universal-ir":
                 budget = int(args.budget) if args.budget else None
-                code = RANDOM_CHILD.format(root=str(ROOT), width=width, height=height, steps=args.steps, budget=budget)
+                code = RANDOM_CHILD.format(root=str(ROOT), width=width, height=height, steps=args.steps, budget=budget,
+                                           daclip=files[0], unet=files[1])
                 result = _run(code)
                 print(f"| {restorer} (MaRS, {args.steps} calls) | universal-ir shapes | {width}x{height} | "
-                      f"{result['peak_mib']:.0f} | {result['seconds']:.1f} |", flush=True)
+                      f"{result['peak_mib']:.0f} (loading: {result['load_peak_mib']:.0f}) | {result['seconds']:.1f} |",
+                      flush=True)
                 continue
             options = {"restorer": restorer, "model": args.model, "device": "cpu"}
             if restorer == "daclip":

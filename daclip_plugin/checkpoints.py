@@ -267,17 +267,24 @@ def _check_fits(path: Path, target: str, expected: dict[str, torch.Tensor], stat
 
 
 def _build_and_load(path: Path, state: dict, build: Callable[[], nn.Module], device) -> nn.Module:
-    """Check ``state`` against the model ``build`` makes (on meta, cheap), then build and load."""
+    """Check ``state`` against the model ``build`` makes, then make it hold ``state``'s tensors.
+
+    The model is built on the meta device and takes the loaded tensors as its own (converted
+    to its dtypes where they differ), so loading needs one copy of the weights in memory, not two.
+    """
     try:
         with torch.device("meta"):
-            expected = build().state_dict()
+            model = build()
     except (TypeError, ValueError, KeyError, AssertionError) as exc:
         raise CheckpointError(f"invalid config for {path}: {type(exc).__name__}: {exc}") from exc
+    expected = model.state_dict()
     _check_fits(path, describe_checkpoint(expected), expected, state)
-    with torch.device(device):
-        model = build()
-    model.load_state_dict(state, strict=True)
-    return model.eval()
+    state = {key: value.to(expected[key].dtype) for key, value in state.items()}
+    model.load_state_dict(state, strict=True, assign=True)
+    del state
+    if hasattr(model, "rebuild_buffers"):
+        model.rebuild_buffers()
+    return model.to(device).eval()
 
 
 def _fill_visual_alias(path: Path, state: dict) -> dict:
@@ -331,6 +338,8 @@ def save_daclip(model: DaCLIP, path: str | os.PathLike) -> None:
     config also goes to the sidecar ``.json``, so that the file loads back exactly.
     """
     path = Path(path)
+    if not model.has_text_tower:
+        raise CheckpointError(f"cannot save {path}: this DA-CLIP's text tower was released after loading")
     state = model.state_dict()
     _save(state, path)
     cfg = infer_clip_cfg(state)

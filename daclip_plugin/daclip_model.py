@@ -8,6 +8,11 @@ The module tree reproduces the official one, so the released checkpoints load st
   in a :class:`ControlTransformer` with one zero-initialised ``Linear(width, width)`` per block;
 - ``logit_scale``.
 
+The text tower only encodes prompts. Loaded for inference, a model encodes the degradation
+vocabulary once and releases the tower (:meth:`DaCLIP.release_text_tower`, a quarter of
+ViT-B-32's weights); other prompts then borrow a freshly loaded copy for the moment they
+are encoded.
+
 With ``control=True`` the controller's pooled output is the degradation embedding, and the
 output of each controller block, passed through its zero module, is added to the CLIP image
 tower: CLIP block ``j`` receives the hidden of controller block ``L - 1 - j`` (the official
@@ -19,7 +24,7 @@ from __future__ import annotations
 import copy
 import functools
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Callable, Optional, Sequence
 
 import numpy as np
 import open_clip
@@ -29,7 +34,7 @@ from PIL import Image
 from torch import nn
 
 from .degradations import DEGRADATIONS
-from .errors import InvalidImageError
+from .errors import DaclipError, InvalidImageError
 
 _TOKENIZER_NAME = "ViT-B-32"
 
@@ -67,6 +72,8 @@ class DaCLIP(nn.Module):
         self.visual_control = copy.deepcopy(self.clip.visual)
         self.visual_control.transformer = ControlTransformer(self.visual_control.transformer)
         self.logit_scale = nn.Parameter(self.clip.logit_scale.detach().clone())
+        self._prompt_features: dict[tuple[str, ...], torch.Tensor] = {}
+        self._text_source: Optional[Callable[[], "DaCLIP"]] = None
 
     @property
     def image_size(self) -> int:
@@ -93,7 +100,46 @@ class DaCLIP(nn.Module):
 
     def encode_text(self, tokens: torch.Tensor, normalize: bool = False) -> torch.Tensor:
         """Text features of ``tokens`` (from :func:`tokenize`)."""
+        if not self.has_text_tower:
+            raise DaclipError("this DA-CLIP's text tower was released; encode prompts with prompt_features()")
         return self.clip.encode_text(tokens, normalize=normalize)
+
+    @property
+    def has_text_tower(self) -> bool:
+        """False once :meth:`release_text_tower` has freed it."""
+        return self.clip.transformer is not None
+
+    @torch.no_grad()
+    def prompt_features(self, prompts: Sequence[str]) -> torch.Tensor:
+        """Normalised text features of ``prompts`` (``P x E``), encoded once and kept."""
+        key = tuple(prompts)
+        if key not in self._prompt_features:
+            source = self if self.has_text_tower else self._text_source() if self._text_source else None
+            if source is None:
+                raise DaclipError("this DA-CLIP's text tower was released, so it cannot encode new prompts")
+            device = source.logit_scale.device
+            self._prompt_features[key] = source.encode_text(tokenize(key).to(device), normalize=True).detach()
+        return self._prompt_features[key].to(self.logit_scale.device, self.logit_scale.dtype)
+
+    def release_text_tower(self, keep: Sequence[Sequence[str]] = (), source: Optional[Callable[[], "DaCLIP"]] = None):
+        """Encode each prompt list of ``keep``, then free the text tower's weights.
+
+        ``source`` returns a complete copy of this model, loaded when other prompts are
+        asked for later; without it, they raise :class:`~daclip_plugin.errors.DaclipError`.
+        """
+        for prompts in keep:
+            self.prompt_features(prompts)
+        clip = self.clip
+        clip.transformer = clip.token_embedding = clip.ln_final = None
+        clip.positional_embedding = clip.text_projection = clip.attn_mask = None
+        self._text_source = source
+        return self
+
+    def rebuild_buffers(self) -> None:
+        """Recompute the buffers that checkpoints do not hold (the text tower's causal mask)."""
+        if self.clip.attn_mask is not None and self.clip.attn_mask.is_meta:
+            size = self.clip.context_length
+            self.clip.attn_mask = torch.full((size, size), float("-inf"), device=self.logit_scale.device).triu_(1)
 
 
 def _project(visual: nn.Module, tokens: torch.Tensor) -> torch.Tensor:
@@ -219,10 +265,7 @@ class DegradationClassifier(nn.Module):
         if not self.prompts:
             raise ValueError("at least one prompt is needed")
         self.model, self.view = model, _check_view(view)
-        device = model.logit_scale.device
-        with torch.no_grad():
-            text_features = model.encode_text(tokenize(self.prompts).to(device), normalize=True)
-        self.register_buffer("text_features", text_features, persistent=False)
+        self.register_buffer("text_features", model.prompt_features(self.prompts), persistent=False)
 
     def clip_input(self, image) -> torch.Tensor:
         """The model input for ``image``: its :func:`clip_views` unless already a tensor."""

@@ -205,6 +205,14 @@ def cached_module(kind: str, path: Union[str, Path], device: str, load: Callable
     return _loaded[key]
 
 
+def _load_for_inference(resolved: weights.ResolvedModel, role: str, device: str):
+    """Load one file of ``resolved``; a DA-CLIP keeps the degradation prompts' features, not its text tower."""
+    module = weights.load_file(resolved, role, device)
+    if role == "daclip":
+        module.release_text_tower(keep=[DEGRADATIONS], source=lambda: weights.load_file(resolved, role, device))
+    return module
+
+
 def _load_models(resolved: weights.ResolvedModel, device: str) -> weights.LoadedModel:
     """Load every file of ``resolved`` on ``device``, reusing modules loaded before."""
     modules = {
@@ -212,7 +220,7 @@ def _load_models(resolved: weights.ResolvedModel, device: str) -> weights.Loaded
             "daclip" if role == "daclip" else "unet",
             resolved.path(role),
             device,
-            lambda role=role: weights.load_file(resolved, role, device),
+            lambda role=role: _load_for_inference(resolved, role, device),
             weights.config_hint(resolved, role),
         )
         for role in resolved.roles

@@ -65,3 +65,34 @@ def test_a_small_budget_restores_in_the_tiles_it_implies(restorer):
     np.testing.assert_array_equal(tiled, engine.restore(image, tile_size=128))
     assert not np.array_equal(tiled, engine.restore(image, tile_size=0))
     np.testing.assert_array_equal(engine.restore(image, memory_budget=4096), engine.restore(image, tile_size=0))
+
+
+LOAD_CHILD = """
+import re, sys, torch
+from daclip_plugin.checkpoints import load_unet
+def status(key):
+    return int(re.search(key + r":\\s+(\\d+)", open("/proc/self/status").read()).group(1)) * 1024
+open("/proc/self/clear_refs", "w").write("5")  # the peak (VmHWM) restarts from the current size
+before = status("VmRSS")
+model = load_unet(sys.argv[1])
+print(status("VmHWM") - before)
+"""
+
+
+def test_loading_a_checkpoint_holds_one_copy_of_its_weights(tmp_path):
+    """The model takes the loaded tensors as its own: about 1x the file in memory, not 2x."""
+    import subprocess
+    import sys
+
+    import torch
+
+    from daclip_plugin.checkpoints import RELEASED_UNET_CONFIGS, save_unet
+    from daclip_plugin.unet import ConditionalUNet
+
+    path = tmp_path / "universal-ir.pth"
+    save_unet(ConditionalUNet(**RELEASED_UNET_CONFIGS["universal-ir"]), path)
+    size = path.stat().st_size
+    torch.set_num_threads(1)
+    grew = int(subprocess.run([sys.executable, "-c", LOAD_CHILD, str(path)], capture_output=True, text=True,
+                              check=True).stdout.split()[-1])
+    assert size * 0.9 < grew < size * 1.35, (grew / 2**20, size / 2**20)

@@ -150,3 +150,36 @@ def test_loaded_models_are_reused_until_the_file_changes(tmp_path):
     stat = os.stat(tmp_path / "u.pth")
     os.utime(tmp_path / "u.pth", ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
     assert load_pipeline(**files).unet is not first.unet
+
+
+def test_loaded_daclip_keeps_prompt_features_not_its_text_tower(tmp_path):
+    """The inference loader encodes the degradation prompts, then frees the text tower; other
+    prompts are encoded by a freshly loaded copy, with the same numbers."""
+    from daclip_plugin import weights
+    from daclip_plugin.checkpoints import save_daclip
+    from daclip_plugin.daclip_model import DEGRADATIONS, DegradationClassifier
+    from daclip_plugin.pipeline import load_classifier, load_pipeline
+
+    full = weights.load("tiny", roles=("daclip",)).daclip
+    classifier = load_classifier("tiny", device="cpu")
+    assert not classifier.model.has_text_tower and full.has_text_tower
+    assert load_pipeline("tiny", device="cpu").classifier.model is classifier.model  # one cached copy
+    image = np.random.default_rng(0).integers(0, 256, (40, 50, 3), dtype=np.uint8)
+    for prompts in (DEGRADATIONS, ("a photo", "a noisy photo")):
+        mine = load_classifier("tiny", device="cpu", prompts=prompts)
+        torch.testing.assert_close(mine.text_features, DegradationClassifier(full, prompts).text_features)
+        assert mine.classify(image) == pytest.approx(DegradationClassifier(full, prompts).classify(image))
+    assert not classifier.model.has_text_tower
+    with pytest.raises(DaclipError, match="text tower was released"):
+        classifier.model.encode_text(torch.zeros(1, 77, dtype=torch.long))
+    with pytest.raises(DaclipError, match="text tower was released"):
+        save_daclip(classifier.model, tmp_path / "released.pt")
+    assert not (tmp_path / "released.pt").exists()
+
+
+def test_a_released_text_tower_without_a_source_refuses_new_prompts():
+    daclip, _ = tiny_models()
+    daclip.release_text_tower(keep=[("rain",)])
+    assert daclip.prompt_features(("rain",)).shape == (1, 32)
+    with pytest.raises(DaclipError, match="cannot encode new prompts"):
+        daclip.prompt_features(("snow",))
