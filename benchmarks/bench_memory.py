@@ -66,7 +66,7 @@ RANDOM_CHILD = """
 import json, resource, sys, time
 import numpy as np
 sys.path.insert(0, {root!r})
-from daclip_plugin.pipeline import load_pipeline
+from daclip_plugin.engine.pipeline import load_pipeline
 start = time.perf_counter()
 pipeline = load_pipeline("universal-ir", daclip_path={daclip!r}, unet_path={unet!r}, device="cpu")
 loaded = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -83,9 +83,9 @@ def _random_files(directory: Path) -> tuple[str, str]:
     import torch
 
     sys.path.insert(0, str(ROOT))
-    from daclip_plugin import checkpoints
-    from daclip_plugin.daclip_model import DaCLIP
-    from daclip_plugin.unet import ConditionalUNet
+    from daclip_plugin.nn.daclip import DaCLIP
+    from daclip_plugin.nn.unet import ConditionalUNet
+    from daclip_plugin.weights import checkpoints
 
     torch.manual_seed(0)
     daclip, unet = directory / "daclip_ViT-B-32.pt", directory / "universal-ir.pth"
@@ -98,9 +98,9 @@ SAMPLER_CHILD = """
 import json, resource, sys
 import torch
 sys.path.insert(0, {root!r})
-from daclip_plugin.mars import sample_mars
-from daclip_plugin.pipeline import OFFICIAL_SDE
-from daclip_plugin.sde import IRSDESchedule
+from daclip_plugin.engine.mars import sample_mars
+from daclip_plugin.engine.pipeline import OFFICIAL_SDE
+from daclip_plugin.engine.sde import IRSDESchedule
 mu = torch.rand(1, 3, {height}, {width})
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 sample_mars(lambda x, t: x * 0.01, mu, IRSDESchedule.from_config(OFFICIAL_SDE), steps={steps},

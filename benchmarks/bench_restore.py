@@ -22,13 +22,13 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from daclip_plugin import checkpoints  # noqa: E402
-from daclip_plugin.daclip_model import DaCLIP  # noqa: E402
+from daclip_plugin.engine.pipeline import OFFICIAL_SDE, DaclipPipeline  # noqa: E402
+from daclip_plugin.engine.samplers import SAMPLERS  # noqa: E402
+from daclip_plugin.engine.sde import IRSDESchedule  # noqa: E402
 from daclip_plugin.errors import Cancelled  # noqa: E402
-from daclip_plugin.pipeline import OFFICIAL_SDE, DaclipPipeline  # noqa: E402
-from daclip_plugin.samplers import SAMPLERS  # noqa: E402
-from daclip_plugin.sde import IRSDESchedule  # noqa: E402
-from daclip_plugin.unet import ConditionalUNet  # noqa: E402
+from daclip_plugin.nn.daclip import DaCLIP  # noqa: E402
+from daclip_plugin.nn.unet import ConditionalUNet  # noqa: E402
+from daclip_plugin.weights import checkpoints  # noqa: E402
 
 
 def build(device: str, timesteps: int) -> DaclipPipeline:
@@ -94,7 +94,7 @@ def main() -> None:
             rounds = [[run(pipeline, size, precision, args.tile, name, options) for name, options in variants]
                       for _ in range(args.repeats)]
             medians = [float(np.median([r[k]["seconds"] for r in rounds])) for k in range(len(variants))]
-            for k, (name, options) in enumerate(variants):
+            for k, (name, _options) in enumerate(variants):
                 last = rounds[-1][k]
                 print(f"| {size}² | {precision} | {name} | {last['calls']} | {medians[k]:.2f} | "
                       f"{medians[k] / last['calls']:.3f} | {medians[0] / medians[k]:.1f}x | {last['peak_mib']:.0f} |",

@@ -23,9 +23,10 @@ import torch
 
 root = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(root), str(root / "tests")]
-from daclip_plugin.mars import sample_mars  # noqa: E402
-from daclip_plugin.sde import sample_posterior, sample_reverse_sde  # noqa: E402
 from gaussian_mixture import MixtureProblem, wasserstein_to_mixture  # noqa: E402
+
+from daclip_plugin.engine.mars import sample_mars  # noqa: E402
+from daclip_plugin.engine.sde import sample_posterior, sample_reverse_sde  # noqa: E402
 
 
 def measure(sampler, problem: MixtureProblem, seeds: int, **options) -> tuple[int, float, float]:
@@ -53,7 +54,10 @@ def main() -> None:
     rows = [("posterior", sample_posterior, {}), ("sde (Euler-Maruyama)", sample_reverse_sde, {})]
     for solver in ("ode", "sde"):
         rows += [(f"mars {solver}, order 2", sample_mars, {"solver": solver, "steps": n}) for n in args.calls]
-    for label, options in (("karras-t", {"time_schedule": "karras-t"}), ("noise parameterization", {"parameterization": "noise"})):
+    for label, options in (
+        ("karras-t", {"time_schedule": "karras-t"}),
+        ("noise parameterization", {"parameterization": "noise"}),
+    ):
         rows += [(f"mars ode, order 2, {label}", sample_mars, {**options, "steps": n}) for n in args.calls]
     print(f"{args.size}x{args.size}x3 pixels, {args.seeds} seeds, exact noise predictor, torch {torch.__version__}")
     print("| sampler | network calls | time per run (s) | Wasserstein distance to the truth |")

@@ -23,8 +23,9 @@ from PIL import Image
 from skimage.metrics import peak_signal_noise_ratio
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from daclip_plugin import direct, evaluation  # noqa: E402
-from daclip_plugin.tiling import tile_starts  # noqa: E402
+from daclip_plugin import evaluation  # noqa: E402
+from daclip_plugin.engine import direct
+from daclip_plugin.engine.tiling import tile_starts  # noqa: E402
 
 
 def line_steps(image: np.ndarray, axis: int) -> np.ndarray:

@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from daclip_plugin import unet  # noqa: E402
+from daclip_plugin.nn import unet  # noqa: E402
 
 CONFIG = dict(in_nc=3, out_nc=3, nf=64, ch_mult=[1, 2, 4, 8], context_dim=512,
               use_degra_context=True, use_image_context=True)

@@ -9,14 +9,7 @@ Restorers and classifiers come from plugins (see :mod:`daclip_plugin.hookspecs`)
 
 __version__ = "0.1.0"
 
-from .api import (
-    classify,
-    get_classifier,
-    get_restorer,
-    list_classifiers,
-    list_restorers,
-    restore,
-)
+from .api import classify, get_classifier, get_restorer, list_classifiers, list_restorers, restore
 from .errors import Cancelled, DaclipError
 from .hookspecs import hookimpl
 from .interfaces import Classifier, Restorer

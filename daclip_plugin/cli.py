@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from . import __version__, plugins
-from .errors import DaclipError, InvalidImageError, InvalidOptionError, OutputError, UnknownNameError
 from .cli_flags import add_option_flags, declared, given
+from .errors import DaclipError, InvalidImageError, InvalidOptionError, OutputError, UnknownNameError
 from .options import of as options_of
 
 
@@ -76,7 +76,7 @@ def cmd_download(args: argparse.Namespace) -> int:
     print(f"Downloading model {spec.name!r} into {where}{'' if args.force else ' if needed'}...", flush=True)
     resolved = weights.download(spec, dir=args.dir, force=args.force)
     width = max(len(weights.ROLE_LABELS[role]) for role, _ in spec.files)
-    for role, file in spec.files:
+    for role, _file in spec.files:
         source = resolved.sources.get(role, "")
         note = "downloaded" if source == weights.SOURCE_DOWNLOADED else f"already here ({source})"
         print(f"  {weights.ROLE_LABELS[role]:<{width}}  {resolved.path(role)}  {note}")
@@ -116,7 +116,7 @@ def cmd_interpolate(args: argparse.Namespace) -> int:
     """Mix two fine-tunings of one restorer: (1 - alpha) FIRST + alpha SECOND, weight by weight."""
     import json
 
-    from .weight_interpolation import interpolate
+    from .training.interpolation import interpolate
 
     entry = interpolate(
         Path(args.first), Path(args.second), args.alpha, Path(args.out), stage=args.stage,
@@ -240,7 +240,7 @@ def _restore_on_dask(args, sources, restorer: str, classifier, options) -> int:
 
 def cmd_samples(args: argparse.Namespace) -> int:
     """List the bundled sample images, or copy them into a folder."""
-    from . import sample_data
+    from .data import samples as sample_data
 
     if args.dir is None:
         for name, path in sample_data.sample_paths().items():

@@ -24,7 +24,7 @@ import numpy as np
 
 from . import api, batch, imagefiles, imaging, outputs
 from .batch import FileResult
-from .devices import available_memory
+from .engine.devices import available_memory
 from .errors import DaclipError, InvalidImageError, InvalidOptionError
 from .options import of as options_of
 

@@ -27,7 +27,8 @@ def register_restorers(register):
 
 @hookspec
 def register_classifiers(register):
-    """Register degradation classifiers: call ``register(classifier)`` with :class:`~daclip_plugin.interfaces.Classifier` instances."""
+    """Register degradation classifiers: call ``register(classifier)`` with
+    :class:`~daclip_plugin.interfaces.Classifier` instances."""
 
 
 @hookspec

@@ -124,7 +124,13 @@ def probe(path, *, max_pixels: Optional[int] = None) -> Header:
             dtype = np.dtype(np.uint16 if sixteen else _MODE_DTYPES.get(image.mode, np.uint8))
             bands = len(image.getbands())
             transparent = image.mode in ("P", "PA") and ("transparency" in image.info or image.mode == "PA")
-            channels = 4 if transparent or (bands in (2, 4) and "A" in image.getbands()) else 1 if bands == 1 and image.mode != "P" else 3
+            channels = (
+                4
+                if transparent or (bands in (2, 4) and "A" in image.getbands())
+                else 1
+                if bands == 1 and image.mode != "P"
+                else 3
+            )
             return Header(getattr(image, "n_frames", 1), channels, dtype)
     except DaclipError:
         raise
@@ -182,7 +188,7 @@ def _read_tiff(path: Path, limit: Optional[int]) -> Picture:
                 image_axes = 2
             else:
                 raise InvalidImageError(f"{path} has axes {axes!r}; expected images with Y and X last")
-            height, width = shape[len(shape) - image_axes:][:2]
+            height, width = shape[len(shape) - image_axes :][:2]
             _check_pixels(path, height, width, limit)
             data = series.asarray()
     except DaclipError:
@@ -260,8 +266,13 @@ def _encode(stream, suffix: str, data: np.ndarray, frames: int) -> None:
         import tifffile
 
         rgb = data.ndim - (frames > 1) == 3 and data.shape[-1] in (3, 4)
-        tifffile.imwrite(stream, data, photometric="rgb" if rgb else "minisblack", compression="zlib",
-                         extrasamples=("unassalpha",) if rgb and data.shape[-1] == 4 else None)
+        tifffile.imwrite(
+            stream,
+            data,
+            photometric="rgb" if rgb else "minisblack",
+            compression="zlib",
+            extrasamples=("unassalpha",) if rgb and data.shape[-1] == 4 else None,
+        )
         return
     if data.ndim == 3 and data.shape[-1] == 1:
         data = data[..., 0]
@@ -309,5 +320,5 @@ def side_by_side(before: np.ndarray, after: np.ndarray, gap: int = 8) -> np.ndar
     height = max(left.shape[0], right.shape[0])
     canvas = np.full((height, left.shape[1] + gap + right.shape[1], 3), 255, np.uint8)
     canvas[: left.shape[0], : left.shape[1]] = left
-    canvas[: right.shape[0], left.shape[1] + gap:] = right
+    canvas[: right.shape[0], left.shape[1] + gap :] = right
     return canvas

@@ -10,8 +10,8 @@ of a napari layer, or 0..4095 for 12-bit data) replaces that choice.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 import math
+from dataclasses import dataclass
 from typing import Optional, Sequence
 
 import numpy as np

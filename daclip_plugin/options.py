@@ -221,6 +221,8 @@ def route(given: Mapping[str, Any], *targets: tuple[str, Optional[OptionSet]]) -
     taken = {name for share in shares for name in share}
     unused = sorted(set(given) - taken)
     if unused:
-        takes = "; ".join(f"{owner} takes: {', '.join(options.names()) or 'none'}" for owner, options in targets if options is not None)
+        takes = "; ".join(
+            f"{owner} takes: {', '.join(options.names()) or 'none'}" for owner, options in targets if options is not None
+        )
         raise UnknownNameError(f"no component takes option(s) {', '.join(unused)} ({takes})")
     return shares

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from daclip_plugin import Classifier, Restorer, hookimpl, samplers
-from daclip_plugin.devices import DEVICE_HELP, PRECISIONS
+from daclip_plugin import Classifier, Restorer, hookimpl
+from daclip_plugin.engine import samplers
+from daclip_plugin.engine.devices import DEVICE_HELP, PRECISIONS
 from daclip_plugin.options import Option
 
 
@@ -39,7 +40,7 @@ MEMORY_BUDGET = Option(
 
 
 def _pipeline(model, daclip_path, unet_path, download, device):
-    from daclip_plugin import pipeline
+    from daclip_plugin.engine import pipeline
 
     return pipeline.load_pipeline(model, daclip_path=daclip_path, unet_path=unet_path, download=download, device=device)
 
@@ -81,10 +82,14 @@ class DaclipDirectRestorer(Restorer):
 
     name = "daclip-direct"
     description = "DA-CLIP-conditioned UNet, one pass per image, deterministic (the embedded 'tiny' model's restorer)"
-    options = (*_model_options("tiny", "use this direct restorer UNet checkpoint instead of the model's"), TILE_SIZE, MEMORY_BUDGET)
+    options = (
+        *_model_options("tiny", "use this direct restorer UNet checkpoint instead of the model's"),
+        TILE_SIZE,
+        MEMORY_BUDGET,
+    )
 
     def _engine(self, options):
-        from daclip_plugin import direct
+        from daclip_plugin.engine import direct
 
         o = self.resolve_options(options)
         return o, direct.load_model(
@@ -97,8 +102,12 @@ class DaclipDirectRestorer(Restorer):
     def restore(self, image, *, progress=None, should_stop=None, estimate=None, **options):
         o, engine = self._engine(options)
         return engine.restore(
-            image, tile_size=o["tile_size"], memory_budget=o["memory_budget"], progress=progress,
-            should_stop=should_stop, estimate=estimate,
+            image,
+            tile_size=o["tile_size"],
+            memory_budget=o["memory_budget"],
+            progress=progress,
+            should_stop=should_stop,
+            estimate=estimate,
         )
 
 
@@ -109,12 +118,13 @@ class DaclipClassifier(Classifier):
     description = "DA-CLIP degradation features against the degradation names (or your prompts)"
     options = (
         *_model_options("universal-ir"),  # DA-CLIP only: no UNet file is needed
-        Option("prompts", list, None, "degradation names or descriptions to score instead of the 10 official ones",
-               nullable=True),
+        Option(
+            "prompts", list, None, "degradation names or descriptions to score instead of the 10 official ones", nullable=True
+        ),
     )
 
     def classify(self, image, **options):
-        from daclip_plugin import pipeline
+        from daclip_plugin.engine import pipeline
 
         o = self.resolve_options(options)
         extra = {} if o["prompts"] is None else {"prompts": tuple(o["prompts"])}

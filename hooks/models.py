@@ -3,7 +3,7 @@
 The official files live in the Hugging Face repository ``weblzw/daclip-uir-ViT-B-32-irsde`` and are
 downloaded only on request (``daclip download NAME``). Their sizes are not recorded here
 (``size=None``: unknown until the server is asked). The architectures are named after the
-released configs of :mod:`daclip_plugin.checkpoints` (those of the official ``test.yml``
+released configs of :mod:`daclip_plugin.weights.checkpoints` (those of the official ``test.yml``
 options), so a file of another architecture fails to load with a clear error.
 
 ``tiny`` ships inside the package (``daclip_plugin.models.tiny``, about 22 MB in float16):

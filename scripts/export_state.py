@@ -19,8 +19,8 @@ from pathlib import Path
 import torch
 
 from daclip_plugin import training
+from daclip_plugin.nn.unet import ConditionalUNet
 from daclip_plugin.weights.integrity import sha256_file
-from daclip_plugin.unet import ConditionalUNet
 
 
 def export(state_path: Path, out: Path, dtype: str = "float16") -> dict:

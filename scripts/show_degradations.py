@@ -10,7 +10,8 @@ import argparse
 import numpy as np
 from PIL import Image, ImageDraw
 
-from daclip_plugin.degradations import DEGRADATIONS, EVAL_IMAGES, TRAIN_IMAGES, clean_images, degrade
+from daclip_plugin.data.degradations import DEGRADATIONS, degrade
+from daclip_plugin.data.sources import EVAL_IMAGES, TRAIN_IMAGES, clean_images
 
 LABEL = 18  # pixels of caption under each tile
 COLUMNS = 4

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from daclip_plugin.daclip_model import DaCLIP
-from daclip_plugin.unet import ConditionalUNet
+from daclip_plugin.nn.daclip import DaCLIP
+from daclip_plugin.nn.unet import ConditionalUNet
 
 TINY_CLIP = {
     "embed_dim": 32,

@@ -175,9 +175,9 @@ class FakeHub:
 @pytest.fixture(scope="module")
 def checkpoints_dir(tmp_path_factory) -> Path:
     """Tiny real DA-CLIP and UNet checkpoints, written once."""
-    from daclip_plugin.checkpoints import save_daclip, save_unet
-    from daclip_plugin.daclip_model import DaCLIP
-    from daclip_plugin.unet import ConditionalUNet
+    from daclip_plugin.nn.daclip import DaCLIP
+    from daclip_plugin.nn.unet import ConditionalUNet
+    from daclip_plugin.weights.checkpoints import save_daclip, save_unet
 
     folder = tmp_path_factory.mktemp("checkpoints")
     torch.manual_seed(0)

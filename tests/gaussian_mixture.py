@@ -20,8 +20,8 @@ import numpy as np
 import torch
 from scipy.special import ndtr
 
-from daclip_plugin.mars import interpolate
-from daclip_plugin.sde import IRSDESchedule
+from daclip_plugin.engine.mars import interpolate
+from daclip_plugin.engine.sde import IRSDESchedule
 
 WEIGHTS = (0.3, 0.45, 0.25)
 MEANS = (0.15, 0.5, 0.82)
@@ -37,7 +37,9 @@ class MixtureProblem:
 
     @classmethod
     def build(cls, size: int = 64, schedule: IRSDESchedule | None = None) -> "MixtureProblem":
-        yy, xx = torch.meshgrid(torch.linspace(0, 1, size, dtype=torch.float64), torch.linspace(0, 1, size, dtype=torch.float64), indexing="ij")
+        yy, xx = torch.meshgrid(
+            torch.linspace(0, 1, size, dtype=torch.float64), torch.linspace(0, 1, size, dtype=torch.float64), indexing="ij"
+        )
         channels = [0.3 + 0.4 * xx, 0.5 + 0.2 * torch.sin(6 * yy), 0.7 - 0.4 * xx * yy]
         return cls(schedule or IRSDESchedule(), torch.stack(channels)[None])
 

@@ -9,7 +9,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from daclip_plugin.checkpoints import (
+from daclip_plugin.errors import CheckpointError
+from daclip_plugin.nn.daclip import DaCLIP
+from daclip_plugin.nn.unet import ConditionalUNet
+from daclip_plugin.weights.checkpoints import (
     describe_checkpoint,
     infer_clip_cfg,
     infer_unet_cfg,
@@ -19,9 +22,6 @@ from daclip_plugin.checkpoints import (
     save_daclip,
     save_unet,
 )
-from daclip_plugin.daclip_model import DaCLIP
-from daclip_plugin.errors import CheckpointError
-from daclip_plugin.unet import ConditionalUNet
 
 DATA = Path(__file__).parent / "data"
 SCHEMAS = json.loads((DATA / "checkpoint_schemas.json").read_text())

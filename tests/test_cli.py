@@ -6,9 +6,9 @@ import re
 
 import numpy as np
 import pytest
+from test_plugins import INVERT_PLUGIN
 
 from daclip_plugin import __version__, cli
-from test_plugins import INVERT_PLUGIN
 
 
 def test_version(capsys):
@@ -134,4 +134,5 @@ def test_restore_with_an_option_the_restorer_lacks(install_plugin, fresh_plugins
         cli.main(["restore", source, "--sampler", "x"])
     assert "invalid choice: 'x'" in capsys.readouterr().err
     assert cli.main(["restore", source, "--no-classify", "-q", "--steps", "10"]) == 2
-    assert "option 'steps' of restorer 'daclip' applies only with sampler='mars' (here sampler='posterior')" in capsys.readouterr().err
+    expected = "option 'steps' of restorer 'daclip' applies only with sampler='mars' (here sampler='posterior')"
+    assert expected in capsys.readouterr().err

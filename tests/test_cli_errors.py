@@ -12,9 +12,9 @@ import time
 import numpy as np
 import pytest
 from PIL import Image
+from test_cli import INVERT_PLUGIN
 
 from daclip_plugin import cli
-from test_cli import INVERT_PLUGIN
 
 
 @pytest.fixture

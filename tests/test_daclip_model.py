@@ -10,7 +10,8 @@ import pytest
 import torch
 from PIL import Image
 
-from daclip_plugin.daclip_model import (
+from daclip_plugin.errors import InvalidImageError
+from daclip_plugin.nn.daclip import (
     DEGRADATIONS,
     DaCLIP,
     DegradationClassifier,
@@ -19,7 +20,6 @@ from daclip_plugin.daclip_model import (
     tile_origins,
     tokenize,
 )
-from daclip_plugin.errors import InvalidImageError
 
 SCHEMAS = json.loads((Path(__file__).parent / "data" / "checkpoint_schemas.json").read_text())
 TINY_CFG = {

@@ -10,7 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from daclip_plugin import degradations as deg
+from daclip_plugin.data import degradations as deg
+from daclip_plugin.data import sources
 from daclip_plugin.errors import InvalidImageError, UnknownNameError
 
 NAMES = deg.DEGRADATIONS
@@ -233,32 +234,32 @@ def test_size_relative_parameters_look_alike_at_two_scales():
 
 
 def test_split_is_disjoint_and_images_are_rgb_float():
-    assert not set(deg.TRAIN_IMAGES) & set(deg.EVAL_IMAGES)
-    evaluation = deg.clean_images("eval")
-    assert tuple(evaluation) == deg.EVAL_IMAGES
+    assert not set(sources.TRAIN_IMAGES) & set(sources.EVAL_IMAGES)
+    evaluation = sources.clean_images("eval")
+    assert tuple(evaluation) == sources.EVAL_IMAGES
     for image in evaluation.values():
         assert image.ndim == 3 and image.shape[2] == 3 and image.dtype == np.float32
         assert 0.0 <= image.min() and image.max() <= 1.0 and image.std() > 0.05
-    train = deg.clean_images("train")
-    assert tuple(train) == deg.TRAIN_IMAGES
+    train = sources.clean_images("train")
+    assert tuple(train) == sources.TRAIN_IMAGES
     train_pixels = {image.tobytes() for image in train.values()}
     assert not any(image.tobytes() in train_pixels for image in evaluation.values())
     with pytest.raises(ValueError, match="train"):
-        deg.clean_images("test")
+        sources.clean_images("test")
 
 
 def test_random_crops():
     images = {"a": _photo(40, 60), "b": _photo(10, 20, seed=2)}
-    crops = deg.random_crops(images, 16, 6, np.random.default_rng(0))
+    crops = sources.random_crops(images, 16, 6, np.random.default_rng(0))
     assert crops.shape == (6, 16, 16, 3) and crops.dtype == np.float32
     assert 0.0 <= crops.min() and crops.max() <= 1.0
-    np.testing.assert_array_equal(crops, deg.random_crops(images, 16, 6, np.random.default_rng(0)))
+    np.testing.assert_array_equal(crops, sources.random_crops(images, 16, 6, np.random.default_rng(0)))
     with pytest.raises(ValueError):
-        deg.random_crops([], 16, 1, np.random.default_rng(0))
+        sources.random_crops([], 16, 1, np.random.default_rng(0))
 
 
 def test_dead_leaves_images_are_seeded_varied_and_in_range():
-    from daclip_plugin.degradations import dead_leaves
+    from daclip_plugin.data.sources import dead_leaves
 
     first = dead_leaves(48, np.random.default_rng(3))
     assert first.shape == (48, 48, 3) and first.dtype == np.float32

@@ -6,10 +6,9 @@ import contextlib
 import os
 import signal
 
+import distributed as distributed_lib
 import numpy as np
 import pytest
-
-import distributed as distributed_lib
 
 from daclip_plugin import api, batch, cli, distributed, imagefiles, outputs
 from daclip_plugin.errors import InvalidImageError, OutputError

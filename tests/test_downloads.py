@@ -12,10 +12,11 @@ from pathlib import Path
 
 import pytest
 import torch
-
-from daclip_plugin import checkpoints, cli, weights
-from daclip_plugin.errors import CheckpointError, DownloadError
 from fake_hub import DACLIP_FILE, UNET_FILE, leftovers, sha256
+
+from daclip_plugin import cli, weights
+from daclip_plugin.errors import CheckpointError, DownloadError
+from daclip_plugin.weights import checkpoints
 
 
 def everything_under(folder: Path) -> list[Path]:
@@ -142,11 +143,12 @@ def test_a_modified_embedded_file_is_refused_when_loaded(install_plugin, fresh_p
 
 
 def test_a_checkpoint_full_of_nans_names_the_file(tmp_path):
-    from daclip_plugin.unet import ConditionalUNet
+    from daclip_plugin.nn.unet import ConditionalUNet
 
     unet = ConditionalUNet(in_nc=3, out_nc=3, nf=8, ch_mult=[1, 2], context_dim=8)
     with torch.no_grad():
         unet.final_conv.weight.fill_(float("nan"))
     checkpoints.save_unet(unet, tmp_path / "nan.pth")
-    with pytest.raises(CheckpointError, match=r"nan.pth is corrupt: 1 tensor\(s\) hold NaN or infinite values \(final_conv.weight\)"):
+    expected = r"nan.pth is corrupt: 1 tensor\(s\) hold NaN or infinite values \(final_conv.weight\)"
+    with pytest.raises(CheckpointError, match=expected):
         checkpoints.load_unet(tmp_path / "nan.pth")

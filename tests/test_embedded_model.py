@@ -81,7 +81,9 @@ def test_files_fit_the_size_budget_and_provenance_describes_them():
         assert entry["file"] == provenance["files"][stage]
         path = TINY_DIR / entry["file"]
         assert entry["file_bytes"] == path.stat().st_size
-        assert hashlib.sha256(path.read_bytes()).hexdigest() == entry["file_sha256"], f"{path.name} changed: update provenance.json"
+        assert hashlib.sha256(path.read_bytes()).hexdigest() == entry["file_sha256"], (
+            f"{path.name} changed: update provenance.json"
+        )
         assert "device" in entry
         assert "command" in entry and entry["eval"] is not None
         if "init" in entry:  # fine-tuned: the weights it started from are on record too
@@ -111,7 +113,8 @@ def test_direct_restorer_keeps_shape_and_dtype_and_is_deterministic(offline):
 
 
 def test_a_single_pass_reports_each_block_and_cancels_between_blocks(offline):
-    from daclip_plugin import Cancelled, direct
+    from daclip_plugin import Cancelled
+    from daclip_plugin.engine import direct
 
     restorer = direct.load_model("tiny", device="cpu")
     image = _image(64, seed=3).astype(np.float32) / 255
@@ -129,7 +132,7 @@ def test_a_single_pass_reports_each_block_and_cancels_between_blocks(offline):
 
 
 def test_direct_restorer_reuses_loaded_modules(offline):
-    from daclip_plugin import direct, pipeline
+    from daclip_plugin.engine import direct, pipeline
 
     first = direct.load_model("tiny", device="cpu")
     second = direct.load_model("tiny", device="cpu")
@@ -142,7 +145,7 @@ def test_direct_restorer_reuses_loaded_modules(offline):
 def test_direct_restorer_explicit_unet_path(offline, tmp_path):
     import shutil
 
-    from daclip_plugin import direct
+    from daclip_plugin.engine import direct
 
     copy = tmp_path / "mine.pth"
     shutil.copy(TINY_DIR / FILES["direct"], copy)
@@ -176,8 +179,11 @@ def test_a_third_file_in_errors_and_status(offline):
     from daclip_plugin.weights import ModelSpec, WeightFile
 
     spec = ModelSpec(
-        "hubby", "three files on the Hub",
-        daclip=WeightFile.hub("a/b", "d.pt"), unet=WeightFile.hub("a/b", "u.pth"), direct=WeightFile.hub("a/b", "r.pth"),
+        "hubby",
+        "three files on the Hub",
+        daclip=WeightFile.hub("a/b", "d.pt"),
+        unet=WeightFile.hub("a/b", "u.pth"),
+        direct=WeightFile.hub("a/b", "r.pth"),
     )
     assert [item.label for item in weights.status(spec)] == ["DA-CLIP", "UNet", "direct restorer"]
     assert not any(item.found for item in weights.status(spec))
@@ -198,7 +204,7 @@ def test_cli_models_shows_the_direct_file(capsys):
     def block(name):
         start = next(i for i, line in enumerate(lines) if line.startswith(f"{name}  ["))
         rows = []
-        for line in lines[start + 1:]:
+        for line in lines[start + 1 :]:
             if not line.startswith("  "):
                 break
             rows.append(line.strip())

@@ -9,11 +9,11 @@ import math
 import numpy as np
 import pytest
 from PIL import Image
+from test_plugins import INVERT_PLUGIN
 
 from daclip_plugin import cli, evaluation
+from daclip_plugin.data.degradations import DEGRADATIONS
 from daclip_plugin.errors import UnknownNameError
-from daclip_plugin.degradations import DEGRADATIONS
-from test_plugins import INVERT_PLUGIN
 
 IDENTITY_PLUGIN = """
     import numpy as np
@@ -82,7 +82,7 @@ def test_identity_restorer_scores_like_its_input(bench, install_plugin, fresh_pl
     fresh_plugins.reload_plugins()
     report = evaluation.evaluate(bench, restorer="identity", classifier="always-noisy", progress=False)
     assert list(report["degradations"]) == list(DEGRADATIONS)
-    for name, entry in report["degradations"].items():
+    for entry in report["degradations"].values():
         assert entry["n"] == 2
         assert entry["psnr_in"] == pytest.approx(entry["psnr_out"]) and entry["ssim_in"] == pytest.approx(entry["ssim_out"])
         assert 0 < entry["ssim_in"] <= 1
@@ -128,7 +128,10 @@ def test_options_go_to_whoever_takes_them(bench, install_plugin, fresh_plugins):
                                  progress=False)
     assert report["restore_options"] == {"gain": 0.5} and report["classify_options"] == {}
     assert report["average"]["psnr_out"] != pytest.approx(report["average"]["psnr_in"])
-    with pytest.raises(UnknownNameError, match=r"no component takes option\(s\) seed \(restorer 'identity' takes: .*classifier 'always-noisy' takes"):
+    with pytest.raises(
+        UnknownNameError,
+        match=r"no component takes option\(s\) seed \(restorer 'identity' takes: .*classifier 'always-noisy' takes",
+    ):
         evaluation.evaluate(bench, restorer="identity", classifier="always-noisy", options={"seed": 1}, progress=False)
 
 
@@ -146,12 +149,15 @@ def test_identical_images_give_infinite_psnr_and_null_in_json(tmp_path, install_
     assert data["degradations"]["clean"]["psnr_in"] is None
 
 
-@pytest.mark.parametrize("make, message", [
-    (lambda root: None, "does not exist"),
-    (lambda root: root.mkdir(), "no degradation folders"),
-    (lambda root: (root / "noisy" / "LQ").mkdir(parents=True), "has no GT folder"),
-    (lambda root: [(root / "noisy" / k).mkdir(parents=True) for k in ("LQ", "GT")], "holds no images"),
-])
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda root: None, "does not exist"),
+        (lambda root: root.mkdir(), "no degradation folders"),
+        (lambda root: (root / "noisy" / "LQ").mkdir(parents=True), "has no GT folder"),
+        (lambda root: [(root / "noisy" / k).mkdir(parents=True) for k in ("LQ", "GT")], "holds no images"),
+    ],
+)
 def test_wrong_layouts_are_explained(tmp_path, make, message):
     root = tmp_path / "bench"
     make(root)
@@ -179,8 +185,9 @@ def test_cli_make_benchmark_and_evaluate(tmp_path, install_plugin, fresh_plugins
     assert "wrote 10 pairs" in capsys.readouterr().out
     assert sorted(p.name for p in root.iterdir()) == sorted([*DEGRADATIONS, "benchmark.json"])
     report_path = tmp_path / "out" / "report.json"
-    code = cli.main(["evaluate", str(root), "--restorer", "identity", "--classifier", "always-noisy",
-                     "--json", str(report_path), "-q"])
+    code = cli.main(
+        ["evaluate", str(root), "--restorer", "identity", "--classifier", "always-noisy", "--json", str(report_path), "-q"]
+    )
     assert code == 0
     out = capsys.readouterr().out
     assert "PSNR in" in out and "SSIM out" in out and "confusion matrix" in out and "average" in out

@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 import torch
 
-from daclip_plugin import checkpoints, imagefiles
+from daclip_plugin import imagefiles
 from daclip_plugin.hooks.models import TINY_UNET_CFG
-from daclip_plugin.unet import ConditionalUNet
+from daclip_plugin.nn.unet import ConditionalUNet
+from daclip_plugin.weights import checkpoints
 
 CHILD = """
 import json, resource, sys

@@ -10,15 +10,17 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-
-import daclip_plugin
-from daclip_plugin import checkpoints, cli, samplers
-from daclip_plugin.errors import Cancelled, InvalidOptionError
-from daclip_plugin.mars import MarsSchedule, mars_calls, sample_mars
-from daclip_plugin.pipeline import DaclipPipeline
-from daclip_plugin.sde import IRSDESchedule, sample_posterior
 from engine_helpers import TINY_SDE, tiny_models
 from gaussian_mixture import MixtureProblem, wasserstein_to_mixture
+
+import daclip_plugin
+from daclip_plugin import cli
+from daclip_plugin.engine import samplers
+from daclip_plugin.engine.mars import MarsSchedule, mars_calls, sample_mars
+from daclip_plugin.engine.pipeline import DaclipPipeline
+from daclip_plugin.engine.sde import IRSDESchedule, sample_posterior
+from daclip_plugin.errors import Cancelled, InvalidOptionError
+from daclip_plugin.weights import checkpoints
 
 SCHEDULE = IRSDESchedule()
 

@@ -16,10 +16,10 @@ import numpy as np
 import pytest
 import torch
 
-from daclip_plugin import checkpoints
-from daclip_plugin.mars import MarsOptions, MarsSchedule, interpolate, mars_calls, sample_mars
-from daclip_plugin.devices import unet_precision
-from daclip_plugin.sde import IRSDESchedule
+from daclip_plugin.engine.devices import unet_precision
+from daclip_plugin.engine.mars import MarsOptions, MarsSchedule, interpolate, mars_calls, sample_mars
+from daclip_plugin.engine.sde import IRSDESchedule
+from daclip_plugin.weights import checkpoints
 
 FIXTURES = Path(os.environ.get("DACLIP_MARS_FIXTURES", Path(__file__).parent / "data" / "mars-a"))
 #: Every run, the noise-parameterised SDE ones included: coefficients are computed in float32

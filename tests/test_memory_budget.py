@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
-from daclip_plugin import devices
-from daclip_plugin.errors import InvalidOptionError
-from daclip_plugin.pipeline import DaclipPipeline, tile_size_for
-from daclip_plugin.sde import IRSDESchedule
-from daclip_plugin.tiling import budget_tile
 from engine_helpers import TINY_SDE, tiny_models
+
+from daclip_plugin.engine import devices
+from daclip_plugin.engine.pipeline import DaclipPipeline, tile_size_for
+from daclip_plugin.engine.sde import IRSDESchedule
+from daclip_plugin.engine.tiling import budget_tile
+from daclip_plugin.errors import InvalidOptionError
 
 CPU = devices.select_device("cpu")
 
@@ -54,7 +54,7 @@ def test_tiles_follow_the_budget_of_the_unet():
 
 @pytest.mark.parametrize("restorer", ["pipeline", "direct"])
 def test_a_small_budget_restores_in_the_tiles_it_implies(restorer):
-    from daclip_plugin.direct import DirectRestorer
+    from daclip_plugin.engine.direct import DirectRestorer
 
     daclip, unet = tiny_models()
     engine = (DaclipPipeline(daclip, unet, IRSDESchedule.from_config(TINY_SDE)) if restorer == "pipeline"
@@ -69,7 +69,7 @@ def test_a_small_budget_restores_in_the_tiles_it_implies(restorer):
 
 LOAD_CHILD = """
 import re, sys, torch
-from daclip_plugin.checkpoints import load_unet
+from daclip_plugin.weights.checkpoints import load_unet
 def status(key):
     return int(re.search(key + r":\\s+(\\d+)", open("/proc/self/status").read()).group(1)) * 1024
 open("/proc/self/clear_refs", "w").write("5")  # the peak (VmHWM) restarts from the current size
@@ -86,8 +86,8 @@ def test_loading_a_checkpoint_holds_one_copy_of_its_weights(tmp_path):
 
     import torch
 
-    from daclip_plugin.checkpoints import RELEASED_UNET_CONFIGS, save_unet
-    from daclip_plugin.unet import ConditionalUNet
+    from daclip_plugin.nn.unet import ConditionalUNet
+    from daclip_plugin.weights.checkpoints import RELEASED_UNET_CONFIGS, save_unet
 
     path = tmp_path / "universal-ir.pth"
     save_unet(ConditionalUNet(**RELEASED_UNET_CONFIGS["universal-ir"]), path)

@@ -16,10 +16,10 @@ import numpy as np
 import pytest
 import torch
 
-from daclip_plugin import checkpoints
-from daclip_plugin.daclip_model import DegradationClassifier, preprocess, tokenize
-from daclip_plugin.devices import unet_precision
-from daclip_plugin.sde import IRSDESchedule, sample_posterior, sample_reverse_sde
+from daclip_plugin.engine.devices import unet_precision
+from daclip_plugin.engine.sde import IRSDESchedule, sample_posterior, sample_reverse_sde
+from daclip_plugin.nn.daclip import DegradationClassifier, preprocess, tokenize
+from daclip_plugin.weights import checkpoints
 
 FIXTURES = Path(os.environ.get("DACLIP_PARITY_FIXTURES", Path(__file__).parent / "data" / "official-a"))
 DEVICE = torch.device(os.environ.get("DACLIP_PARITY_DEVICE", "cpu"))

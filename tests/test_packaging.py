@@ -61,11 +61,13 @@ def test_wheel_contains_the_embedded_model_and_samples(wheel):
         assert wheel.read(tiny + name) == (ROOT / tiny / name).read_bytes(), name
     assert "daclip_plugin/models/__init__.py" in names
     assert sum(wheel.getinfo(tiny + n).file_size for n in ("daclip_tiny.pt", "irsde_tiny.pth", "direct_tiny.pth")) <= 25_000_000
-    from daclip_plugin.sample_data import SAMPLES
+    from daclip_plugin.data.samples import SAMPLES
 
     for sample in SAMPLES.values():
         assert f"daclip_plugin/samples/{sample.file}" in names
-    assert "daclip_plugin/sample_data.py" in names and "daclip_plugin/evaluation.py" in names
+    assert "daclip_plugin/data/samples.py" in names and "daclip_plugin/evaluation/__init__.py" in names
+    for kind in ("daclip", "unet"):
+        assert f"daclip_plugin/nn/model_configs/{kind}/tiny.json" in names
 
 
 def test_wheel_declares_entry_points(wheel):

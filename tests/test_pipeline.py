@@ -5,12 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-
-from daclip_plugin.errors import Cancelled, DaclipError, InvalidImageError
-from daclip_plugin.devices import available_devices, select_device
-from daclip_plugin.pipeline import DaclipPipeline
-from daclip_plugin.sde import IRSDESchedule
 from engine_helpers import TINY_SDE, tiny_models
+
+from daclip_plugin.engine.devices import available_devices, select_device
+from daclip_plugin.engine.pipeline import DaclipPipeline
+from daclip_plugin.engine.sde import IRSDESchedule
+from daclip_plugin.errors import Cancelled, DaclipError, InvalidImageError
 
 
 @pytest.fixture(scope="module")
@@ -75,7 +75,11 @@ def test_classify(pipeline, image):
 
 @pytest.mark.parametrize(
     "bad, message",
-    [(np.full((8, 8, 3), np.nan, np.float32), "NaN"), (np.zeros((4, 4), np.float32), "RGB"), (np.zeros((0, 4, 3), np.float32), "RGB")],
+    [
+        (np.full((8, 8, 3), np.nan, np.float32), "NaN"),
+        (np.zeros((4, 4), np.float32), "RGB"),
+        (np.zeros((0, 4, 3), np.float32), "RGB"),
+    ],
 )
 def test_bad_images(pipeline, bad, message):
     with pytest.raises(InvalidImageError, match=message):
@@ -113,7 +117,7 @@ def test_precision(pipeline, image):
 
 def test_builtin_restorer_and_classifier_with_explicit_files(tmp_path, fresh_plugins):
     import daclip_plugin
-    from daclip_plugin import checkpoints
+    from daclip_plugin.weights import checkpoints
 
     daclip, unet = tiny_models(seed=5)
     checkpoints.save_daclip(daclip, tmp_path / "d.pt")
@@ -138,8 +142,8 @@ def test_builtin_restorer_and_classifier_with_explicit_files(tmp_path, fresh_plu
 def test_loaded_models_are_reused_until_the_file_changes(tmp_path):
     import os
 
-    from daclip_plugin import checkpoints
-    from daclip_plugin.pipeline import load_pipeline
+    from daclip_plugin.engine.pipeline import load_pipeline
+    from daclip_plugin.weights import checkpoints
 
     daclip, unet = tiny_models(seed=6)
     checkpoints.save_daclip(daclip, tmp_path / "d.pt")
@@ -156,9 +160,9 @@ def test_loaded_daclip_keeps_prompt_features_not_its_text_tower(tmp_path):
     """The inference loader encodes the degradation prompts, then frees the text tower; other
     prompts are encoded by a freshly loaded copy, with the same numbers."""
     from daclip_plugin import weights
-    from daclip_plugin.checkpoints import save_daclip
-    from daclip_plugin.daclip_model import DEGRADATIONS, DegradationClassifier
-    from daclip_plugin.pipeline import load_classifier, load_pipeline
+    from daclip_plugin.engine.pipeline import load_classifier, load_pipeline
+    from daclip_plugin.nn.daclip import DEGRADATIONS, DegradationClassifier
+    from daclip_plugin.weights.checkpoints import save_daclip
 
     full = weights.load("tiny", roles=("daclip",)).daclip
     classifier = load_classifier("tiny", device="cpu")

@@ -81,7 +81,9 @@ def test_same_name_from_two_plugins_keeps_one_and_warns(install_plugin, fresh_pl
     install_plugin("first", INVERT_PLUGIN.format(name="twin"))
     install_plugin("second", INVERT_PLUGIN.format(name="twin"))
     fresh_plugins.reload_plugins()
-    with pytest.warns(RuntimeWarning, match="'twin' is registered twice, by plugin '(first|second)' and by plugin '(first|second)'"):
+    with pytest.warns(
+        RuntimeWarning, match="'twin' is registered twice, by plugin '(first|second)' and by plugin '(first|second)'"
+    ):
         names = daclip_plugin.list_restorers()
     assert names.count("twin") == 1 and "daclip" in names
 
@@ -99,12 +101,18 @@ def test_a_plugin_cannot_take_a_built_in_name(install_plugin, fresh_plugins):
     [
         ("import sys\nsys.exit(3)\n", "could not load plugin 'bad'.*SystemExit"),
         ("raise RuntimeError('boom')\n", "could not load plugin 'bad'.*boom"),
-        ("from daclip_plugin import hookimpl\n@hookimpl\ndef register_restorers(register, extra):\n    pass\n",
-         "could not load plugin 'bad'.*extra"),
-        ("from daclip_plugin import hookimpl\n@hookimpl\ndef register_restorers(register):\n    raise ValueError('hook')\n",
-         "plugin 'bad' failed in register_restorers: ValueError: hook"),
-        ("from daclip_plugin import hookimpl\n@hookimpl\ndef register_restorers(register):\n    import sys; sys.exit(1)\n",
-         "plugin 'bad' failed in register_restorers: SystemExit"),
+        (
+            "from daclip_plugin import hookimpl\n@hookimpl\ndef register_restorers(register, extra):\n    pass\n",
+            "could not load plugin 'bad'.*extra",
+        ),
+        (
+            "from daclip_plugin import hookimpl\n@hookimpl\ndef register_restorers(register):\n    raise ValueError('hook')\n",
+            "plugin 'bad' failed in register_restorers: ValueError: hook",
+        ),
+        (
+            "from daclip_plugin import hookimpl\n@hookimpl\ndef register_restorers(register):\n    import sys; sys.exit(1)\n",
+            "plugin 'bad' failed in register_restorers: SystemExit",
+        ),
     ],
     ids=["sys.exit-at-import", "raises-at-import", "bad-hook-signature", "hook-raises", "hook-exits"],
 )

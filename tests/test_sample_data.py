@@ -8,9 +8,11 @@ import sys
 import numpy as np
 import pytest
 
-import daclip_plugin.daclip_model  # noqa: F401  torch, open_clip and torchvision before Qt: importing them after a napari viewer can crash
-from daclip_plugin import cli, sample_data
-from daclip_plugin.degradations import DEGRADATIONS, EVAL_IMAGES
+import daclip_plugin.nn.daclip  # noqa: F401  torch, open_clip and torchvision before Qt: importing them after a napari viewer can crash
+from daclip_plugin import cli
+from daclip_plugin.data import samples as sample_data
+from daclip_plugin.data.degradations import DEGRADATIONS
+from daclip_plugin.data.sources import EVAL_IMAGES
 
 
 def test_samples_are_small_degraded_pngs():
@@ -32,7 +34,9 @@ def test_samples_are_reproducible_from_their_recipes(tmp_path):
         pytest.skip("not a source checkout")
     subprocess.run([sys.executable, str(script), str(tmp_path)], check=True, capture_output=True)
     for name, path in sample_data.sample_paths().items():
-        np.testing.assert_array_equal(sample_data.sample_image(name), np.asarray(__import__("PIL.Image").Image.open(tmp_path / path.name)))
+        np.testing.assert_array_equal(
+            sample_data.sample_image(name), np.asarray(__import__("PIL.Image").Image.open(tmp_path / path.name))
+        )
 
 
 def test_unknown_sample():
@@ -71,7 +75,7 @@ def test_napari_opens_a_sample(make_napari_viewer):
 
 def test_the_module_pulls_in_no_gui():
     code = (
-        "import sys\nfrom daclip_plugin import sample_data\nsample_data.noisy_sample()\n"
+        "import sys\nfrom daclip_plugin.data import samples\nsamples.noisy_sample()\n"
         "gui = [m for m in sys.modules if m.split('.')[0] in ('qtpy', 'PyQt5', 'PyQt6', 'napari', 'magicgui')]\n"
         "assert not gui, gui\n"
     )
@@ -94,10 +98,13 @@ def test_cli_restore_with_tiny_uses_the_direct_restorer(tmp_path, capsys, monkey
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     used = []
     original = api.restore
-    monkeypatch.setattr(api, "restore", lambda image, restorer="daclip", **kw: (used.append(restorer), original(image, restorer, **kw))[1])
+    monkeypatch.setattr(
+        api, "restore", lambda image, restorer="daclip", **kw: (used.append(restorer), original(image, restorer, **kw))[1]
+    )
     source = sample_data.copy_samples(tmp_path)[1]  # hazy
-    code = cli.main(["restore", str(source), "-o", f"{tmp_path / 'out'}/", "--model", "tiny", "--device", "cpu",
-                     "--side-by-side", "-q"])
+    code = cli.main(
+        ["restore", str(source), "-o", f"{tmp_path / 'out'}/", "--model", "tiny", "--device", "cpu", "--side-by-side", "-q"]
+    )
     assert code == 0 and used == ["daclip-direct"]
     out = capsys.readouterr().out
     assert f"{source}: " in out and "%" in out
@@ -112,10 +119,30 @@ def test_cli_restore_irsde_with_tiny(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     used = []
     original = api.restore
-    monkeypatch.setattr(api, "restore", lambda image, restorer="daclip", **kw: (used.append((restorer, kw.get("seed"))), original(image, restorer, **kw))[1])
+    monkeypatch.setattr(
+        api,
+        "restore",
+        lambda image, restorer="daclip", **kw: (used.append((restorer, kw.get("seed"))), original(image, restorer, **kw))[1],
+    )
     source = tmp_path / "small.png"
     Image.fromarray(sample_data.sample_image("rainy")[:24, :24]).save(source)
-    code = cli.main(["restore", str(source), "-o", str(tmp_path / "r.png"), "--model", "tiny", "--restorer", "daclip",
-                     "--seed", "1", "--device", "cpu", "--no-classify", "-q"])
+    code = cli.main(
+        [
+            "restore",
+            str(source),
+            "-o",
+            str(tmp_path / "r.png"),
+            "--model",
+            "tiny",
+            "--restorer",
+            "daclip",
+            "--seed",
+            "1",
+            "--device",
+            "cpu",
+            "--no-classify",
+            "-q",
+        ]
+    )
     assert code == 0 and used == [("daclip", 1)]
     assert np.asarray(Image.open(tmp_path / "r.png")).shape == (24, 24, 3)

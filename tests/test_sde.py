@@ -8,14 +8,9 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from daclip_plugin import mars, samplers
+from daclip_plugin.engine import mars, samplers
+from daclip_plugin.engine.sde import IRSDESchedule, initial_state, sample_posterior, sample_reverse_sde
 from daclip_plugin.errors import Cancelled
-from daclip_plugin.sde import (
-    IRSDESchedule,
-    initial_state,
-    sample_posterior,
-    sample_reverse_sde,
-)
 
 KINDS = ["cosine", "linear", "constant"]
 BOTH = [sample_posterior, sample_reverse_sde]

@@ -7,7 +7,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from daclip_plugin.tiling import apply_tiled, tile_starts
+from daclip_plugin.engine.tiling import apply_tiled, tile_starts
 
 
 @given(size=st.integers(1, 300), tile=st.integers(2, 128), overlap_fraction=st.floats(0, 0.9))
@@ -50,7 +50,7 @@ def test_bad_overlap_is_rejected():
 
 
 def test_tile_size_resolution():
-    from daclip_plugin.tiling import resolve_tile_size
+    from daclip_plugin.engine.tiling import resolve_tile_size
 
     per_pixel, budget = 1000, 1000 * 512 * 512
     assert resolve_tile_size((512, 512), None, 64, per_pixel, budget) == (0, 64)  # fits: one pass
@@ -71,7 +71,7 @@ def test_tile_size_resolution():
 
 @given(budget=st.integers(0, 2**34), per_pixel=st.integers(1, 10**5))
 def test_budget_tiles_fit_the_budget_unless_at_the_smallest_tile(budget, per_pixel):
-    from daclip_plugin.tiling import BUDGET_MIN_TILE, BUDGET_STEP, budget_tile
+    from daclip_plugin.engine.tiling import BUDGET_MIN_TILE, BUDGET_STEP, budget_tile
 
     side = budget_tile(budget, per_pixel)
     assert side % BUDGET_STEP == 0 and side >= BUDGET_MIN_TILE
@@ -81,7 +81,7 @@ def test_budget_tiles_fit_the_budget_unless_at_the_smallest_tile(budget, per_pix
 
 @given(size=st.integers(1, 9000), largest=st.integers(128, 2048), overlap=st.integers(0, 128))
 def test_balanced_tiles_are_no_larger_and_no_more_numerous(size, largest, overlap):
-    from daclip_plugin.tiling import balanced_tile
+    from daclip_plugin.engine.tiling import balanced_tile
 
     tile = balanced_tile(size, largest, overlap)
     assert tile <= largest

@@ -8,12 +8,14 @@ import numpy as np
 import pytest
 import torch
 
-from daclip_plugin import checkpoints, cli, degradations, training
-from daclip_plugin.daclip_model import DEGRADATIONS, tokenize
-from daclip_plugin.direct import DIRECT_TIME, DirectRestorer, direct_restore, load_direct_restorer
-from daclip_plugin.pipeline import OFFICIAL_SDE
+from daclip_plugin import cli, training
+from daclip_plugin.data import sources
+from daclip_plugin.engine.direct import DIRECT_TIME, DirectRestorer, direct_restore, load_direct_restorer
+from daclip_plugin.engine.pipeline import OFFICIAL_SDE
+from daclip_plugin.engine.sde import IRSDESchedule
 from daclip_plugin.errors import DaclipError
-from daclip_plugin.sde import IRSDESchedule
+from daclip_plugin.nn.daclip import DEGRADATIONS, tokenize
+from daclip_plugin.weights import checkpoints
 from daclip_plugin.weights.integrity import sha256_file
 
 # Heads as the checkpoint loader assumes them (64 wide, one head below 64), so files load
@@ -23,9 +25,29 @@ CLIP_CFG = {
     "vision_cfg": {"image_size": 32, "layers": 1, "width": 64, "patch_size": 16, "head_width": 64},
     "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 32, "heads": 1, "layers": 1},
 }
-UNET_CFG = {"in_nc": 3, "out_nc": 3, "nf": 32, "ch_mult": [1], "context_dim": 32, "use_degra_context": True, "use_image_context": True, "scale": 1}
-SMALL = {"crop_min": 24, "crop_max": 32, "patch": 16, "batch": 4, "clip_cfg": CLIP_CFG, "unet_cfg": UNET_CFG,
-         "log_every": 1, "quiet": True, "warmup": 2, "eval_per_class": 0, "checkpoint_every": 2}
+UNET_CFG = {
+    "in_nc": 3,
+    "out_nc": 3,
+    "nf": 32,
+    "ch_mult": [1],
+    "context_dim": 32,
+    "use_degra_context": True,
+    "use_image_context": True,
+    "scale": 1,
+}
+SMALL = {
+    "crop_min": 24,
+    "crop_max": 32,
+    "patch": 16,
+    "batch": 4,
+    "clip_cfg": CLIP_CFG,
+    "unet_cfg": UNET_CFG,
+    "log_every": 1,
+    "quiet": True,
+    "warmup": 2,
+    "eval_per_class": 0,
+    "checkpoint_every": 2,
+}
 
 
 @pytest.fixture(autouse=True)
@@ -37,7 +59,7 @@ def _one_thread():
 
 
 def _images():
-    return list(degradations.clean_images("train").values())
+    return list(sources.clean_images("train").values())
 
 
 def _dataset(stage, seed=0, **kwargs):
@@ -136,10 +158,19 @@ def test_tile_contexts_are_the_mean_over_each_items_tiles():
 
 def test_unet_stage_trains_and_evaluates_on_tiles(trained, tmp_path):
     out, _ = trained
-    entry = training.train(_config(
-        "direct", tmp_path, daclip=out / "daclip_tiny.pt", clip_view="tiles", crop_min=32, crop_max=72, steps=2,
-        eval_per_class=1, eval_size=64,
-    ))
+    entry = training.train(
+        _config(
+            "direct",
+            tmp_path,
+            daclip=out / "daclip_tiny.pt",
+            clip_view="tiles",
+            crop_min=32,
+            crop_max=72,
+            steps=2,
+            eval_per_class=1,
+            eval_size=64,
+        )
+    )
     assert entry["clip_view"] == "tiles" and entry["config"]["clip_view"] == "tiles"
     assert entry["eval"]["n"] == len(DEGRADATIONS) and entry["eval"]["psnr_out"] > 0
     with pytest.raises(DaclipError, match="unknown DA-CLIP view"):
@@ -170,7 +201,7 @@ def test_colour_jitter_is_seeded_in_range_and_sometimes_monochrome():
 def test_train_images_add_seeded_read_only_dead_leaves():
     first, info = training.train_images(0)
     again, _ = training.train_images(0)
-    photographs = len(degradations.TRAIN_IMAGES)
+    photographs = len(sources.TRAIN_IMAGES)
     assert len(first) == photographs + training.SYNTHETIC_IMAGES == photographs + info["dead_leaves"]["count"]
     assert all(a is b for a, b in zip(first[photographs:], again[photographs:]))
     assert not first[-1].flags.writeable
@@ -321,8 +352,8 @@ def test_provenance_records_the_runs(trained):
         assert entry["file"] == training.FILE_NAMES[stage]
         assert entry["file_sha256"] == sha256_file(out / entry["file"])
         assert entry["file_bytes"] == (out / entry["file"]).stat().st_size
-        assert list(entry["clean_images"]["images"]) == list(degradations.TRAIN_IMAGES)
-        assert not set(entry["clean_images"]["images"]) & set(degradations.EVAL_IMAGES)
+        assert list(entry["clean_images"]["images"]) == list(sources.TRAIN_IMAGES)
+        assert not set(entry["clean_images"]["images"]) & set(sources.EVAL_IMAGES)
         assert entry["torch"] == torch.__version__ and entry["device"] == "cpu"
         assert entry["wall_seconds"] >= entry["train_seconds"] > 0
         assert np.isfinite(entry["final_loss"]) and entry["command"]
@@ -364,7 +395,10 @@ def test_resume_continues_from_the_saved_step(tmp_path, monkeypatch):
 
 def test_crop_sizes_default_to_the_daclip_input_size(trained):
     out, _ = trained
-    assert (_config("daclip", out, crop_min=None, crop_max=None).crop_min, _config("daclip", out, crop_min=None, crop_max=None).crop_max) == (32, 96)
+    assert (
+        _config("daclip", out, crop_min=None, crop_max=None).crop_min,
+        _config("daclip", out, crop_min=None, crop_max=None).crop_max,
+    ) == (32, 96)
     assert _config("daclip", out, crop_min=None, crop_max=40).crop_min == 32
     direct = _config("direct", out, crop_min=None, crop_max=None)
     assert direct.crop_min is None  # known once the DA-CLIP is loaded
@@ -404,7 +438,9 @@ def test_init_fine_tunes_a_larger_input_daclip_from_a_saved_one(trained, tmp_pat
         new_features = model.eval().encode_image(_enlarge(x), control=True)
         old_features = old.encode_image(x, control=True)
     assert all(torch.allclose(a, b, atol=1e-4) for a, b in zip(new_features, old_features))
-    entry = training.train(_config("daclip", tmp_path, clip_cfg=bigger, init=out / "daclip_tiny.pt", steps=1, crop_min=64, crop_max=64))
+    entry = training.train(
+        _config("daclip", tmp_path, clip_cfg=bigger, init=out / "daclip_tiny.pt", steps=1, crop_min=64, crop_max=64)
+    )
     assert entry["init"]["sha256"] == info["sha256"] and entry["steps"] == 1
 
 
@@ -419,9 +455,15 @@ def test_init_starts_a_unet_stage_from_saved_weights(trained, tmp_path):
         training.train(_config("direct", tmp_path / "bad", daclip=out / "daclip_tiny.pt", init=out / "daclip_tiny.pt", steps=0))
     other = {**UNET_CFG, "nf": 64}
     with pytest.raises(DaclipError, match="the model needs"):
-        training.train(_config("direct", tmp_path / "bad2", daclip=out / "daclip_tiny.pt", unet_cfg=other, init=out / "direct_tiny.pth", steps=0))
+        training.train(
+            _config(
+                "direct", tmp_path / "bad2", daclip=out / "daclip_tiny.pt", unet_cfg=other, init=out / "direct_tiny.pth", steps=0
+            )
+        )
     with pytest.raises(DaclipError, match="not found"):
-        training.train(_config("direct", tmp_path / "bad3", daclip=out / "daclip_tiny.pt", init=tmp_path / "missing.pth", steps=0))
+        training.train(
+            _config("direct", tmp_path / "bad3", daclip=out / "daclip_tiny.pt", init=tmp_path / "missing.pth", steps=0)
+        )
 
 
 def test_unet_stage_needs_a_daclip(tmp_path):
@@ -472,15 +514,19 @@ def test_cli_train_records_degradation_weights(tmp_path, capsys):
 
 
 def test_interpolation_mixes_two_fine_tunings_weight_by_weight(trained, tmp_path):
-    from daclip_plugin.weight_interpolation import interpolate
+    from daclip_plugin.training.interpolation import interpolate
 
     out, _ = trained
     bolder = tmp_path / "bolder"
-    training.train(_config("direct", bolder, daclip=out / "daclip_tiny.pt", init=out / "direct_tiny.pth", steps=3, lr=1e-2, seed=1))
+    training.train(
+        _config("direct", bolder, daclip=out / "daclip_tiny.pt", init=out / "direct_tiny.pth", steps=3, lr=1e-2, seed=1)
+    )
     first, second = out / "direct_tiny.pth", bolder / "direct_tiny.pth"
     a, b = checkpoints.read_state_dict(first), checkpoints.read_state_dict(second)
     for alpha in (0.0, 0.25, 1.0):
-        entry = interpolate(first, second, alpha, tmp_path / str(alpha), daclip=out / "daclip_tiny.pt", eval_per_class=1, eval_size=24)
+        entry = interpolate(
+            first, second, alpha, tmp_path / str(alpha), daclip=out / "daclip_tiny.pt", eval_per_class=1, eval_size=24
+        )
         mixed = checkpoints.read_state_dict(tmp_path / str(alpha) / "direct_tiny.pth")
         for key, value in mixed.items():
             expected = ((1 - alpha) * a[key].double() + alpha * b[key].double()).half()
@@ -495,7 +541,7 @@ def test_interpolation_mixes_two_fine_tunings_weight_by_weight(trained, tmp_path
 
 
 def test_interpolation_refuses_what_is_not_one_lineage(trained, tmp_path):
-    from daclip_plugin.weight_interpolation import interpolate
+    from daclip_plugin.training.interpolation import interpolate
 
     out, _ = trained
     with pytest.raises(DaclipError, match="alpha"):
@@ -524,7 +570,9 @@ def test_interpolation_refuses_what_is_not_one_lineage(trained, tmp_path):
 
 def test_cli_interpolate(trained, tmp_path, capsys):
     out, _ = trained
-    code = cli.main(["interpolate", str(out / "direct_tiny.pth"), str(out / "direct_tiny.pth"), "--alpha", "0.5", "--out", str(tmp_path)])
+    code = cli.main(
+        ["interpolate", str(out / "direct_tiny.pth"), str(out / "direct_tiny.pth"), "--alpha", "0.5", "--out", str(tmp_path)]
+    )
     assert code == 0
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert summary["alpha"] == 0.5 and (tmp_path / "direct_tiny.pth").is_file() and "eval" not in summary

@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from daclip_plugin.unet import ConditionalUNet, MultiHeadAttention, pad_to_multiple
+from daclip_plugin.nn.unet import ConditionalUNet, MultiHeadAttention, pad_to_multiple
 
 DATA = Path(__file__).parent / "data"
 SCHEMAS = json.loads((DATA / "checkpoint_schemas.json").read_text())
@@ -145,7 +145,7 @@ def test_spatial_transformers_sit_where_the_official_code_puts_them(ch_mult, sca
 
 def test_inference_path_equals_the_autograd_path(monkeypatch):
     """In inference the UNet works in place and streams linear attention; same numbers."""
-    from daclip_plugin.unet import LinearAttention
+    from daclip_plugin.nn.unet import LinearAttention
 
     model = tiny_model()
     x, cond, text, image = inputs(1, 40, 52)
@@ -162,7 +162,7 @@ def test_inference_path_equals_the_autograd_path(monkeypatch):
 
 
 def test_linear_attention_streamed_over_pixels_equals_one_pass(monkeypatch):
-    from daclip_plugin.unet import LinearAttention
+    from daclip_plugin.nn.unet import LinearAttention
 
     attention = LinearAttention(24, heads=3, head_dim=8).eval()
     x = torch.randn(2, 24, 13, 17) * 4  # large logits: the running maximum matters

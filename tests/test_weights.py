@@ -24,8 +24,6 @@ from daclip_plugin.errors import (
 )
 
 huggingface_hub = pytest.importorskip("huggingface_hub")
-from huggingface_hub import try_to_load_from_cache  # noqa: E402
-
 from fake_hub import (  # noqa: E402
     DACLIP_FILE,
     REPO,
@@ -35,6 +33,7 @@ from fake_hub import (  # noqa: E402
     leftovers,
     sha256,
 )
+from huggingface_hub import try_to_load_from_cache  # noqa: E402
 
 # --------------------------------------------------------------------------- registry
 
@@ -329,7 +328,7 @@ def test_cli_download_into_a_folder(hub, test_models, checkpoints_dir, tmp_path,
     assert try_to_load_from_cache(REPO, DACLIP_FILE, cache_dir=str(hub.cache)) is None
     monkeypatch.setenv(weights.ENV_WEIGHTS_DIR, str(folder))
     assert cli.main(["models"]) == 0
-    line = next(l for l in capsys.readouterr().out.splitlines() if DACLIP_FILE in l and "test-model" not in l)
+    line = next(text for text in capsys.readouterr().out.splitlines() if DACLIP_FILE in text and "test-model" not in text)
     assert str(folder / DACLIP_FILE) in line and "(DACLIP_WEIGHTS_DIR)" in line
 
 

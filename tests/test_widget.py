@@ -17,10 +17,10 @@ pytest.importorskip("napari")
 pytest.importorskip("pytestqt")
 
 from napari.utils.notifications import notification_manager  # noqa: E402
+from test_stacks import FAKE_PLUGIN  # noqa: E402
 
 from daclip_plugin import DaclipError, __version__  # noqa: E402
 from daclip_plugin.widget import RESULT_SUFFIX, DaclipWidget, classify_layer, restore_layer  # noqa: E402
-from test_stacks import FAKE_PLUGIN  # noqa: E402
 
 WIDGET = "Classify and restore"
 TIMEOUT = 20_000
@@ -334,9 +334,13 @@ TINY_MODEL_PLUGIN = """
 """
 
 
-def test_tiny_daclip_model_download_classify_restore_and_reuse(open_widget, install_plugin, fresh_plugins, tmp_path, monkeypatch, qtbot):
-    from daclip_plugin import checkpoints, weights
+def test_tiny_daclip_model_download_classify_restore_and_reuse(
+    open_widget, install_plugin, fresh_plugins, tmp_path, monkeypatch, qtbot
+):
     from engine_helpers import TINY_SDE, tiny_models
+
+    from daclip_plugin import weights
+    from daclip_plugin.weights import checkpoints
 
     fields = {"sde": TINY_SDE} if "sde" in weights.ModelSpec.__dataclass_fields__ else {}
     install_plugin("tinymodel", TINY_MODEL_PLUGIN.format(sde=repr(fields)))

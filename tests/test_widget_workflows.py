@@ -13,12 +13,13 @@ pytest.importorskip("napari")
 pytest.importorskip("pytestqt")
 
 from qtpy.QtGui import QFontMetrics  # noqa: E402
+from test_widget import TIMEOUT, run  # noqa: E402
 
 import daclip_plugin  # noqa: E402
-from daclip_plugin import api, cli, pipeline, stacks  # noqa: E402
+from daclip_plugin import api, cli, stacks
+from daclip_plugin.engine import pipeline  # noqa: E402
 from daclip_plugin.errors import DaclipError, InvalidImageError  # noqa: E402
 from daclip_plugin.widget import RESULT_SUFFIX, classify_layer, restore_layer, start_restore  # noqa: E402
-from test_widget import TIMEOUT, run  # noqa: E402
 
 WIDGET = "Classify and restore"
 README = Path(__file__).resolve().parents[1] / "README.md"

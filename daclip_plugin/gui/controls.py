@@ -9,8 +9,8 @@ from qtpy.QtCore import QEvent, QObject
 from qtpy.QtGui import QFontMetrics
 from qtpy.QtWidgets import QApplication, QComboBox, QSizePolicy
 
-from .. import samplers
-from ..devices import menu_devices
+from ..engine import samplers
+from ..engine.devices import menu_devices
 from .table import ProbabilityTable
 
 #: What each setting control does (its tooltip while it applies).

@@ -109,7 +109,9 @@ def intensity_range(layer, intensity: str = "contrast") -> Optional[tuple[float,
         return None
     low, high = (float(v) for v in (layer.contrast_limits if intensity == "contrast" else layer.contrast_limits_range))
     if not low < high:
-        raise DaclipError(f"layer {layer.name!r} has an empty {intensity} range ({low:g}..{high:g}): choose another intensity range")
+        raise DaclipError(
+            f"layer {layer.name!r} has an empty {intensity} range ({low:g}..{high:g}): choose another intensity range"
+        )
     return low, high
 
 

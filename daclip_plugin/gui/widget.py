@@ -23,15 +23,16 @@ from napari.utils import progress as napari_progress
 from napari.utils.notifications import show_error, show_info, show_warning
 from qtpy.QtCore import QThreadPool
 
-from .. import api, samplers, stacks, weights
+from .. import api, stacks, weights
+from ..engine import samplers
 from ..errors import Cancelled, DaclipError
 from ..options import of as options_of
 from . import settings as saved
 from .console import classifier_options, default_classifier, plan_restore
+from .controls import TOOLTIPS, CloseWatcher, build_controls
 from .jobs import Run, Task, classify_jobs, download_job, restore_jobs
 from .layers import is_restorable, prepare_layer
 from .models import is_stack, model_ready, model_state
-from .controls import TOOLTIPS, CloseWatcher, build_controls
 from .runtime import avoid_llvm_clash, unwrap
 
 if TYPE_CHECKING:
@@ -86,8 +87,12 @@ class DaclipWidget(Container):
 
     def _disconnect(self) -> None:
         layers = self._viewer.layers
-        for signal, slot in ((layers.events.inserted, self._on_layer_inserted), (layers.events.removed, self._on_layer_removed),
-                             (layers.events.moved, self._refresh_layers), (layers.selection.events.changed, self._follow_selection)):
+        for signal, slot in (
+            (layers.events.inserted, self._on_layer_inserted),
+            (layers.events.removed, self._on_layer_removed),
+            (layers.events.moved, self._refresh_layers),
+            (layers.selection.events.changed, self._follow_selection),
+        ):
             signal.disconnect(slot)
         for layer in layers:
             layer.events.name.disconnect(self._refresh_layers)
@@ -202,9 +207,19 @@ class DaclipWidget(Container):
     # ----------------------------------------------------------------- settings
 
     def _remembered(self) -> dict[str, Any]:
-        return {"restorer": self._restorer, "model": self._model, "sampler": self._sampler, "steps": self._steps,
-                "seed": self._seed, "device": self._device, "memory_budget": self._memory, "slices": self._slices,
-                "conditioning": self._conditioning, "intensity": self._intensity, "follow": self._follow}
+        return {
+            "restorer": self._restorer,
+            "model": self._model,
+            "sampler": self._sampler,
+            "steps": self._steps,
+            "seed": self._seed,
+            "device": self._device,
+            "memory_budget": self._memory,
+            "slices": self._slices,
+            "conditioning": self._conditioning,
+            "intensity": self._intensity,
+            "follow": self._follow,
+        }
 
     def _restore_settings(self, values: Mapping[str, Any]) -> None:
         """Apply saved settings that are still valid; the model's preferred restorer otherwise."""
@@ -271,8 +286,14 @@ class DaclipWidget(Container):
     def _update_controls(self, *_) -> None:
         running = self.running
         accepted = self._accepted()
-        controls = {"model": self._model, "sampler": self._sampler, "steps": self._steps, "seed": self._seed,
-                    "device": self._device, "memory_budget": self._memory}
+        controls = {
+            "model": self._model,
+            "sampler": self._sampler,
+            "steps": self._steps,
+            "seed": self._seed,
+            "device": self._device,
+            "memory_budget": self._memory,
+        }
         for key, control in controls.items():
             control.enabled = key in accepted and not running
             reason = "" if key in accepted else f" (not used by restorer {self._restorer.value!r} with these settings)"
@@ -301,8 +322,10 @@ class DaclipWidget(Container):
         model = options.get("model")
         if model is None or model_ready(model):
             return True
-        self._refuse(f"model {model!r} is not on this computer yet: press Download next to the model "
-                     f"(or run `daclip download {model}`), or choose a model marked 'ready'.")
+        self._refuse(
+            f"model {model!r} is not on this computer yet: press Download next to the model "
+            f"(or run `daclip download {model}`), or choose a model marked 'ready'."
+        )
         return False
 
     def _start_classify(self, *_):
@@ -312,7 +335,9 @@ class DaclipWidget(Container):
         if not self.selected_layers():
             return self._refuse("select at least one image layer", warning=True)
         try:
-            jobs = [prepare_layer(self._viewer, layer, self._slices.value, self._intensity.value) for layer in self.selected_layers()]
+            jobs = [
+                prepare_layer(self._viewer, layer, self._slices.value, self._intensity.value) for layer in self.selected_layers()
+            ]
             classifier = default_classifier(self._restorer.value)
             chosen = classifier_options(classifier, self.settings())
         except DaclipError as exc:
@@ -331,8 +356,15 @@ class DaclipWidget(Container):
         try:
             chosen = self.restorer_options()
             plans = [
-                plan_restore(self._viewer, layer, restorer, slices=self._slices.value, intensity=self._intensity.value,
-                             conditioning=self._conditioning.value, **chosen)
+                plan_restore(
+                    self._viewer,
+                    layer,
+                    restorer,
+                    slices=self._slices.value,
+                    intensity=self._intensity.value,
+                    conditioning=self._conditioning.value,
+                    **chosen,
+                )
                 for layer in self.selected_layers()
             ]
             for plan in plans:

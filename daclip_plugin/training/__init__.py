@@ -1,12 +1,14 @@
 """Train the small embedded DA-CLIP models: a DA-CLIP, an IR-SDE UNet and a direct restorer.
 
+Imports the engine, the networks, weights, data and evaluation; only the CLI imports it.
+
 Three stages, run in this order (``daclip train STAGE ...``, or :func:`train`):
 
 ``daclip``
     A tiny DA-CLIP from scratch (text tower, image tower and controller). Each sample is a
     random crop of a clean training image (random size, scale, flip/rotation and colours), a
-    random degradation type with random parameters (:mod:`daclip_plugin.degradations`),
-    and the CLIP preprocessing of inference (:func:`~daclip_plugin.daclip_model.preprocess`
+    random degradation type with random parameters (:mod:`daclip_plugin.data.degradations`),
+    and the CLIP preprocessing of inference (:func:`~daclip_plugin.nn.daclip.preprocess`
     on the uint8 crops). Loss: cross-entropy of the controller's degradation features against
     the text features of the ten degradation names (learned logit scale), plus a cosine loss
     pulling the content features of the degraded crop (with control) to the stop-gradient
@@ -20,7 +22,7 @@ Three stages, run in this order (``daclip train STAGE ...``, or :func:`train`):
     minimised. Conditioned on the frozen DA-CLIP's contexts of the low-quality image.
 ``direct``
     The same UNet architecture and contexts, trained as a one-call restorer with an L1 loss
-    on the restored image (convention in :mod:`daclip_plugin.direct`).
+    on the restored image (convention in :mod:`daclip_plugin.engine.direct`).
 
 The UNet stages degrade a *context crop* (the same random sizes as the DA-CLIP stage),
 compute the DA-CLIP contexts from all of it (as inference does from the whole image) and

@@ -7,13 +7,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
-
-from ..daclip_model import CLIP_VIEWS
 from ..errors import DaclipError
+from ..models.tiny import TINY_CLIP_CFG, TINY_UNET_CFG
+from ..nn.daclip import CLIP_VIEWS
 from .data import sampling_weights
 from .objectives import DIRECT_LOSSES
-from ..models.tiny import TINY_CLIP_CFG, TINY_UNET_CFG
-
 
 STAGES = ("daclip", "irsde", "direct")
 
@@ -32,7 +30,15 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     "gpu": {
         "daclip": {"max_minutes": 2.0, "batch": 128, "lr": 1e-3, "workers": 14, "eval_per_class": 40},
         "irsde": {"max_minutes": 2.0, "batch": 32, "patch": 96, "lr": 5e-4, "workers": 14, "eval_per_class": 4, "eval_size": 128},
-        "direct": {"max_minutes": 2.25, "batch": 32, "patch": 96, "lr": 5e-4, "workers": 14, "eval_per_class": 4, "eval_size": 128},
+        "direct": {
+            "max_minutes": 2.25,
+            "batch": 32,
+            "patch": 96,
+            "lr": 5e-4,
+            "workers": 14,
+            "eval_per_class": 4,
+            "eval_size": 128,
+        },
     },
 }
 

@@ -11,12 +11,11 @@ import torch
 from PIL import Image
 from torch import Tensor
 
-from .. import degradations
-from ..daclip_model import DEGRADATIONS, TILES_PER_SIDE, clip_views, preprocess
+from ..data import degradations, sources
+from ..engine.pipeline import OFFICIAL_SDE
 from ..errors import DaclipError
-from ..pipeline import OFFICIAL_SDE
 from ..imaging import unit_to_uint8
-
+from ..nn.daclip import DEGRADATIONS, TILES_PER_SIDE, clip_views, preprocess
 
 #: Seeds samples per stage (and the held-out evaluation) apart.
 STAGE_CODES = {"daclip": 1, "irsde": 2, "direct": 3, "eval": 99}
@@ -60,7 +59,9 @@ def to_chw(image: np.ndarray) -> Tensor:
     return torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1), dtype=np.float32))
 
 
-def random_crop(images: Sequence[np.ndarray], rng: np.random.Generator, crop_min: int, crop_max: int, scale_min: float) -> np.ndarray:
+def random_crop(
+    images: Sequence[np.ndarray], rng: np.random.Generator, crop_min: int, crop_max: int, scale_min: float
+) -> np.ndarray:
     """A random square crop of side ``crop_min..crop_max``, zoomed out by a random factor in
     ``[scale_min, 1]`` (the region taken is ``side / factor`` wide, bounded by the image, and
     resized to ``side``), with a random flip / 90-degree rotation."""
@@ -105,7 +106,7 @@ class DegradationSamples(torch.utils.data.Dataset):
     (a ``patch`` window, ``(3, P, P)`` in [0, 1]), and for ``irsde`` also ``t`` (1..T)
     and ``noise`` (standard normal, ``(3, P, P)``).
 
-    With ``clip_view="tiles"`` (see :func:`~daclip_plugin.daclip_model.clip_views`) the
+    With ``clip_view="tiles"`` (see :func:`~daclip_plugin.nn.daclip.clip_views`) the
     ``daclip`` stage sees one random unresized ``R`` px tile of each crop (at a multiple of 8
     px, like the tiles of inference), and the UNet stages get all the crop's tiles as
     ``lq_clip`` ``(N, 3, R, R)``, zero-padded to ``N = TILES_PER_SIDE**2``, with their count
@@ -209,7 +210,7 @@ SYNTHETIC_SIZE = 256
 @functools.lru_cache(maxsize=2)
 def _dead_leaves_images(seed: int) -> tuple[np.ndarray, ...]:
     rng = np.random.default_rng([seed, 7919])
-    images = tuple(degradations.dead_leaves(SYNTHETIC_SIZE, rng) for _ in range(SYNTHETIC_IMAGES))
+    images = tuple(sources.dead_leaves(SYNTHETIC_SIZE, rng) for _ in range(SYNTHETIC_IMAGES))
     for image in images:
         image.flags.writeable = False
     return images
@@ -217,7 +218,7 @@ def _dead_leaves_images(seed: int) -> tuple[np.ndarray, ...]:
 
 def train_images(seed: int = 0) -> tuple[list[np.ndarray], dict]:
     """The clean training images (photographs and dead-leaves images) and their description."""
-    images = degradations.clean_images("train")
+    images = sources.clean_images("train")
     synthetic = list(_dead_leaves_images(seed))
     try:
         import skimage
@@ -226,7 +227,7 @@ def train_images(seed: int = 0) -> tuple[list[np.ndarray], dict]:
     except Exception:  # pragma: no cover - skimage is needed by clean_images anyway
         version = None
     info = {
-        "source": "skimage.data (degradations.clean_images('train')) and degradations.dead_leaves",
+        "source": "skimage.data (sources.clean_images('train')) and sources.dead_leaves",
         "scikit_image": version,
         "images": {name: list(image.shape) for name, image in images.items()},
         "dead_leaves": {"count": SYNTHETIC_IMAGES, "size": SYNTHETIC_SIZE, "seed": [seed, 7919]},

@@ -9,15 +9,16 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .. import checkpoints, degradations
-from ..daclip_model import DEGRADATIONS, DaCLIP, DegradationClassifier
-from ..direct import direct_restore
-from ..pipeline import OFFICIAL_SDE
-from ..sde import IRSDESchedule, sample_posterior
-from ..unet import ConditionalUNet
+from ..data import degradations, sources
+from ..engine.direct import direct_restore
+from ..engine.pipeline import OFFICIAL_SDE
+from ..engine.sde import IRSDESchedule, sample_posterior
 from ..evaluation import psnr
-from .data import STAGE_CODES, random_crop, to_chw
 from ..imaging import unit_to_uint8
+from ..nn.daclip import DEGRADATIONS, DaCLIP, DegradationClassifier
+from ..nn.unet import ConditionalUNet
+from ..weights import checkpoints
+from .data import STAGE_CODES, random_crop, to_chw
 
 
 def eval_pairs(per_class: int, size: int, seed: int, crop_min: Optional[int] = None, crop_max: Optional[int] = None):
@@ -25,7 +26,7 @@ def eval_pairs(per_class: int, size: int, seed: int, crop_min: Optional[int] = N
 
     Crops are ``size`` px square, or of random size in ``crop_min..crop_max`` when given.
     """
-    images = list(degradations.clean_images("eval").values())
+    images = list(sources.clean_images("eval").values())
     pairs = []
     for label, name in enumerate(DEGRADATIONS):
         for k in range(per_class):
@@ -44,10 +45,11 @@ def evaluate_daclip(model: DaCLIP, pairs, clip_view: str = "resize") -> dict:
     predictions = [int(classifier.probabilities(unit_to_uint8(lq)).argmax()) for _, lq, _ in pairs]
     labels = [label for _, _, label in pairs]
     per_class = {
-        name: float(np.mean([p == i for p, l in zip(predictions, labels) if l == i])) for i, name in enumerate(DEGRADATIONS)
+        name: float(np.mean([p == i for p, label in zip(predictions, labels) if label == i]))
+        for i, name in enumerate(DEGRADATIONS)
     }
-    accuracy = float(np.mean([p == l for p, l in zip(predictions, labels)]))
-    return {"accuracy": accuracy, "per_class": per_class, "n": len(pairs), "images": list(degradations.EVAL_IMAGES)}
+    accuracy = float(np.mean([p == label for p, label in zip(predictions, labels)]))
+    return {"accuracy": accuracy, "per_class": per_class, "n": len(pairs), "images": list(sources.EVAL_IMAGES)}
 
 
 @torch.no_grad()
@@ -86,9 +88,11 @@ def evaluate_restorer(
             out = direct_restore(unet, lq, degra, content)
         else:
             generator = torch.Generator(device=device).manual_seed(seed + start)
-            out = sample_posterior(
-                lambda x, t: unet(x, lq, t, text_context=degra, image_context=content), lq, schedule, generator=generator
-            )
+
+            def noise_fn(x, t, lq=lq, degra=degra, content=content):
+                return unet(x, lq, t, text_context=degra, image_context=content)
+
+            out = sample_posterior(noise_fn, lq, schedule, generator=generator)
         out = out.clamp(0, 1).permute(0, 2, 3, 1).cpu().numpy()
         results += [(label, psnr(lq_, gt), psnr(o, gt)) for (gt, lq_, label), o in zip(chunk, out)]
     per_class = {}
@@ -101,7 +105,7 @@ def evaluate_restorer(
         "psnr_out": float(np.mean([b for _, _, b in results])) if results else None,
         "per_class": per_class,
         "n": len(results),
-        "images": list(degradations.EVAL_IMAGES),
+        "images": list(sources.EVAL_IMAGES),
         "sampler": None if stage == "direct" else f"posterior, T={schedule.T}",
     }
 

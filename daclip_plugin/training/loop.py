@@ -13,18 +13,27 @@ from typing import Optional
 import numpy as np
 import torch
 
-from .. import checkpoints
-from ..daclip_model import DEGRADATIONS, DaCLIP, tokenize
-from ..direct import load_daclip_quietly
+from ..engine.direct import load_daclip_quietly
+from ..engine.pipeline import OFFICIAL_SDE
+from ..engine.sde import IRSDESchedule
 from ..errors import CheckpointError, DaclipError
-from ..pipeline import OFFICIAL_SDE
-from ..sde import IRSDESchedule
-from ..unet import ConditionalUNet
+from ..nn.daclip import DEGRADATIONS, DaCLIP, tokenize
+from ..nn.unet import ConditionalUNet
+from ..weights import checkpoints
 from ..weights.integrity import sha256_file
 from .config import LOG_NAME, TrainConfig
 from .data import DegradationSamples, batches, parse_weights, train_images
 from .evaluate import batch_contexts, eval_pairs, evaluate_daclip, evaluate_saved_unet
-from .models import autocast_factory, build_daclip, context_dim_of, initialise_from, lr_factor, param_groups, to_device, training_device
+from .models import (
+    autocast_factory,
+    build_daclip,
+    context_dim_of,
+    initialise_from,
+    lr_factor,
+    param_groups,
+    to_device,
+    training_device,
+)
 from .objectives import DIRECT_LOSSES, SDETable, daclip_losses, direct_loss, irsde_loss
 from .records import TrainingLog, environment, save_model, write_provenance
 
@@ -65,12 +74,16 @@ def train(config: TrainConfig) -> dict:
     else:
         daclip_path = config.daclip_file()
         if not daclip_path.is_file():
-            raise DaclipError(f"the {stage} stage needs a trained DA-CLIP: {daclip_path} not found (train stage daclip first or pass --daclip)")
+            raise DaclipError(
+                f"the {stage} stage needs a trained DA-CLIP: {daclip_path} not found (train stage daclip first or pass --daclip)"
+            )
         daclip_model = load_daclip_quietly(daclip_path, device=device).float().eval()
         daclip_model.requires_grad_(False)
         model_cfg = state["model_cfg"] if state else {**config.unet_cfg, "context_dim": context_dim_of(daclip_model)}
         if model_cfg["context_dim"] != context_dim_of(daclip_model):
-            raise DaclipError(f"the UNet's context_dim {model_cfg['context_dim']} does not fit the DA-CLIP's {context_dim_of(daclip_model)}")
+            raise DaclipError(
+                f"the UNet's context_dim {model_cfg['context_dim']} does not fit the DA-CLIP's {context_dim_of(daclip_model)}"
+            )
         model = ConditionalUNet(**model_cfg).to(device)
         clip_size = daclip_model.image_size
     config.resolve_crops(clip_size)
@@ -92,8 +105,16 @@ def train(config: TrainConfig) -> dict:
 
     images, image_info = train_images(seed)
     dataset = DegradationSamples(
-        images, stage=stage, seed=seed, clip_size=clip_size, crop_min=config.crop_min, crop_max=config.crop_max,
-        scale_min=config.scale_min, patch=config.patch, clip_view=config.clip_view, weights=config.degradation_weights,
+        images,
+        stage=stage,
+        seed=seed,
+        clip_size=clip_size,
+        crop_min=config.crop_min,
+        crop_max=config.crop_max,
+        scale_min=config.scale_min,
+        patch=config.patch,
+        clip_view=config.clip_view,
+        weights=config.degradation_weights,
     )
     text_tokens = tokenize(DEGRADATIONS).to(device) if stage == "daclip" else None
     table = SDETable(IRSDESchedule.from_config(OFFICIAL_SDE), device) if stage == "irsde" else None
@@ -114,20 +135,39 @@ def train(config: TrainConfig) -> dict:
 
     def save_state() -> None:
         payload = {
-            "stage": stage, "seed": seed, "step": step, "train_seconds": train_seconds, "model_cfg": model_cfg,
-            "model": model.state_dict(), "optimizer": optimizer.state_dict(), "loss_tail": loss_tail[-200:],
+            "stage": stage,
+            "seed": seed,
+            "step": step,
+            "train_seconds": train_seconds,
+            "model_cfg": model_cfg,
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "loss_tail": loss_tail[-200:],
             "init": init,
         }
         partial = config.state_file().with_name(config.state_file().name + ".partial")
         torch.save(payload, partial)
         os.replace(partial, config.state_file())
 
-    log.write({"event": "start", "step": step, "resumed_from": resumed_from, "device": str(device), "params": n_params,
-               "batch": config.batch, "patch": config.patch if stage != "daclip" else None, "seed": seed})
-    log.say(f"{'resuming at' if state else 'starting at'} step {step} on {device}: {n_params / 1e6:.2f} M parameters, "
-            f"batch {config.batch}" + (f", patch {config.patch}" if stage != "daclip" else "")
-            + (f", up to {config.steps} steps" if config.steps is not None else "")
-            + (f", up to {config.max_minutes:g} min" if max_seconds is not None else ""))
+    log.write(
+        {
+            "event": "start",
+            "step": step,
+            "resumed_from": resumed_from,
+            "device": str(device),
+            "params": n_params,
+            "batch": config.batch,
+            "patch": config.patch if stage != "daclip" else None,
+            "seed": seed,
+        }
+    )
+    log.say(
+        f"{'resuming at' if state else 'starting at'} step {step} on {device}: {n_params / 1e6:.2f} M parameters, "
+        f"batch {config.batch}"
+        + (f", patch {config.patch}" if stage != "daclip" else "")
+        + (f", up to {config.steps} steps" if config.steps is not None else "")
+        + (f", up to {config.max_minutes:g} min" if max_seconds is not None else "")
+    )
 
     window: dict[str, float] = {}
     window_count = 0
@@ -148,8 +188,11 @@ def train(config: TrainConfig) -> dict:
                     terms = daclip_losses(model, batch, text_tokens)
                 else:
                     contexts = batch_contexts(daclip_model, batch["lq_clip"], batch.get("lq_clip_n"))
-                    terms = (irsde_loss(model, table, batch, contexts, autocast) if stage == "irsde"
-                             else direct_loss(model, batch, contexts, autocast, config.loss))
+                    terms = (
+                        irsde_loss(model, table, batch, contexts, autocast)
+                        if stage == "irsde"
+                        else direct_loss(model, batch, contexts, autocast, config.loss)
+                    )
                 optimizer.zero_grad(set_to_none=True)
                 terms["loss"].backward()
                 if config.grad_clip:
@@ -169,10 +212,21 @@ def train(config: TrainConfig) -> dict:
                     if not all(math.isfinite(v) for v in means.values()):
                         raise DaclipError(f"{stage}: the loss became non-finite at step {step}: {means}")
                     loss_tail.append(means["loss"])
-                    log.write({"step": step, **means, "lr": config.lr * factor, "train_s": round(train_seconds, 2),
-                               "samples_per_s": round(step * config.batch / max(train_seconds, 1e-9), 1)})
-                    log.say(f"step {step}  " + "  ".join(f"{k} {v:.4g}" for k, v in means.items())
-                            + f"  lr {config.lr * factor:.2e}  {train_seconds:.0f}s", force=False)
+                    log.write(
+                        {
+                            "step": step,
+                            **means,
+                            "lr": config.lr * factor,
+                            "train_s": round(train_seconds, 2),
+                            "samples_per_s": round(step * config.batch / max(train_seconds, 1e-9), 1),
+                        }
+                    )
+                    log.say(
+                        f"step {step}  "
+                        + "  ".join(f"{k} {v:.4g}" for k, v in means.items())
+                        + f"  lr {config.lr * factor:.2e}  {train_seconds:.0f}s",
+                        force=False,
+                    )
                     window, window_count = {}, 0
                 if config.checkpoint_every and step % config.checkpoint_every == 0:
                     save_state()
@@ -196,12 +250,18 @@ def train(config: TrainConfig) -> dict:
         if stage == "daclip":
             pairs = eval_pairs(config.eval_per_class, 0, seed + 1, config.crop_min, config.crop_max)
             evaluation = evaluate_daclip(reloaded_daclip(path, device), pairs, config.clip_view)
-            log.say(f"held-out accuracy {evaluation['accuracy']:.3f} on {evaluation['n']} crops: "
-                    + ", ".join(f"{k} {v:.2f}" for k, v in evaluation["per_class"].items()))
+            log.say(
+                f"held-out accuracy {evaluation['accuracy']:.3f} on {evaluation['n']} crops: "
+                + ", ".join(f"{k} {v:.2f}" for k, v in evaluation["per_class"].items())
+            )
         else:
-            evaluation = evaluate_saved_unet(stage, path, daclip_model, config.eval_per_class, config.eval_size, seed, device, config.clip_view)
-            log.say(f"held-out PSNR {evaluation['psnr_in']:.2f} dB -> {evaluation['psnr_out']:.2f} dB on {evaluation['n']} crops: "
-                    + ", ".join(f"{k} {v['psnr_in']:.1f}->{v['psnr_out']:.1f}" for k, v in evaluation["per_class"].items()))
+            evaluation = evaluate_saved_unet(
+                stage, path, daclip_model, config.eval_per_class, config.eval_size, seed, device, config.clip_view
+            )
+            log.say(
+                f"held-out PSNR {evaluation['psnr_in']:.2f} dB -> {evaluation['psnr_out']:.2f} dB on {evaluation['n']} crops: "
+                + ", ".join(f"{k} {v['psnr_in']:.1f}->{v['psnr_out']:.1f}" for k, v in evaluation["per_class"].items())
+            )
         evaluation["seconds"] = round(time.monotonic() - eval_start, 2)
         log.write({"event": "eval", "step": step, **evaluation})
 
@@ -251,8 +311,12 @@ def train(config: TrainConfig) -> dict:
     if stage == "direct":
         entry["convention"] = f"restored = lq + unet(xt=lq, cond=lq, time=0, contexts); {DIRECT_LOSSES[config.loss]}"
     write_provenance(out, stage, entry)
-    log.write({"event": "end", "step": step, "train_s": round(train_seconds, 2), "wall_s": entry["wall_seconds"], "file": path.name})
-    log.say(f"done: {step} steps in {train_seconds:.0f}s, final loss {final_loss}, saved {path} ({entry['file_bytes'] / 1e6:.2f} MB)")
+    log.write(
+        {"event": "end", "step": step, "train_s": round(train_seconds, 2), "wall_s": entry["wall_seconds"], "file": path.name}
+    )
+    log.say(
+        f"done: {step} steps in {train_seconds:.0f}s, final loss {final_loss}, saved {path} ({entry['file_bytes'] / 1e6:.2f} MB)"
+    )
     return entry
 
 
@@ -263,14 +327,34 @@ def reloaded_daclip(path: Path, device) -> DaCLIP:
 
 def main_from_args(args) -> int:
     """Run ``daclip train`` from its parsed arguments (see ``daclip train --help``)."""
-    names = ("steps", "max_minutes", "batch", "patch", "lr", "workers", "device", "seed", "resume",
-             "checkpoint_every", "eval_per_class", "eval_size", "preset", "crop_min", "crop_max", "clip_view", "loss")
+    names = (
+        "steps",
+        "max_minutes",
+        "batch",
+        "patch",
+        "lr",
+        "workers",
+        "device",
+        "seed",
+        "resume",
+        "checkpoint_every",
+        "eval_per_class",
+        "eval_size",
+        "preset",
+        "crop_min",
+        "crop_max",
+        "clip_view",
+        "loss",
+    )
     options = {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
     if getattr(args, "degradation_weights", None):
         options["degradation_weights"] = parse_weights(args.degradation_weights)
     daclip, init = getattr(args, "daclip", None), getattr(args, "init", None)
     config = TrainConfig(
-        args.stage, Path(args.out), daclip=None if daclip is None else Path(daclip), init=None if init is None else Path(init),
+        args.stage,
+        Path(args.out),
+        daclip=None if daclip is None else Path(daclip),
+        init=None if init is None else Path(init),
         command=["daclip", *sys.argv[1:]] if sys.argv and sys.argv[0].endswith("daclip") else list(sys.argv),
         **options,
     )

@@ -11,16 +11,16 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .. import checkpoints
-from ..daclip_model import DaCLIP
-from ..direct import load_daclip_quietly
+from ..engine.direct import load_daclip_quietly
 from ..errors import DaclipError
-from ..unet import ConditionalUNet
+from ..nn.daclip import DaCLIP
+from ..nn.unet import ConditionalUNet
+from ..weights import checkpoints
 from .records import weights_record
 
 
 def training_device(name: str) -> torch.device:
-    from ..devices import select_device
+    from ..engine.devices import select_device
 
     device = select_device(name)
     if device.type == "mps":  # not tested for training

@@ -8,10 +8,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..daclip_model import DaCLIP
-from ..direct import direct_restore
-from ..sde import IRSDESchedule
-from ..unet import ConditionalUNet
+from ..engine.direct import direct_restore
+from ..engine.sde import IRSDESchedule
+from ..nn.daclip import DaCLIP
+from ..nn.unet import ConditionalUNet
 
 
 def daclip_losses(model: DaCLIP, batch: Mapping[str, Tensor], text_tokens: Tensor) -> dict[str, Tensor]:

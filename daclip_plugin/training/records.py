@@ -15,14 +15,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from .. import checkpoints
-from ..daclip_model import DaCLIP
-from .config import FILE_NAMES, PROVENANCE_NAME
+from ..nn.daclip import DaCLIP
+from ..weights import checkpoints
 from ..weights.integrity import sha256_file
-
-
-
-
+from .config import FILE_NAMES, PROVENANCE_NAME
 
 
 def save_model(model: nn.Module, path: Path, dtype: str = "float16") -> None:

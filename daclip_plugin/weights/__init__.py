@@ -1,4 +1,6 @@
-"""Named model weights: the registry, where files are looked for, and downloads on request.
+"""Named model weights: the registry, where files are looked for, downloads on request, checkpoint I/O.
+
+Imports :mod:`daclip_plugin.nn` and the core (``errors``, ``plugins``, ``interfaces``) only.
 
 Plugins register :class:`ModelSpec` objects through the ``register_models`` hook (the official
 DA-CLIP releases come from the built-in plugin ``daclip_plugin.hooks.models``). Each model

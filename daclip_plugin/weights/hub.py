@@ -25,8 +25,17 @@ from ..errors import Cancelled, DaclipError, DownloadError
 from .integrity import HUB_HASH, hub_hash_matches, sha256_file
 from .locate import _find, _not_found, _resolved, hub_cache_dir, offline_hint
 from .registry import (
-    ROLE_LABELS, SOURCE_DIR, SOURCE_DOWNLOADED, SOURCE_PACKAGE, ModelSpec, PathLike, ProgressCallback, ResolvedModel,
-    StopCallback, WeightFile, get_model,
+    ROLE_LABELS,
+    SOURCE_DIR,
+    SOURCE_DOWNLOADED,
+    SOURCE_PACKAGE,
+    ModelSpec,
+    PathLike,
+    ProgressCallback,
+    ResolvedModel,
+    StopCallback,
+    WeightFile,
+    get_model,
 )
 
 COMMIT = re.compile(r"[0-9a-f]{40}")
@@ -124,7 +133,10 @@ def _download_error(spec: ModelSpec, role: str, file: WeightFile, endpoint: Opti
         reason = f"revision {file.revision or 'main'!r} does not exist in repository {file.repo_id}"
         retry = f"The registration of {spec.name!r}{_plugin_of(spec)} names a revision that the repository does not have."
     elif isinstance(exc, hf.RepositoryNotFoundError):
-        reason = f"repository {file.repo_id} is not found or not accessible at {host} (a gated or private repository needs `hf auth login`)"
+        reason = (
+            f"repository {file.repo_id} is not found or not accessible at {host} "
+            "(a gated or private repository needs `hf auth login`)"
+        )
     elif isinstance(exc, hf.LocalEntryNotFoundError) or {"ConnectError", "ConnectTimeout", "ProxyError"} & kinds:
         reason = f"cannot reach {host}: the network is down or blocked (a proxy or firewall?)"
     elif "TimeoutException" in kinds:
@@ -204,8 +216,9 @@ def _transfer(remote: _Remote, partial: Path, report: Callable[[int], None], sho
         if have:
             headers["Range"] = f"bytes={have}-"
         try:
-            with get_session().stream("GET", remote.url, headers=headers, follow_redirects=True,
-                                      timeout=constants.HF_HUB_DOWNLOAD_TIMEOUT) as response:
+            with get_session().stream(
+                "GET", remote.url, headers=headers, follow_redirects=True, timeout=constants.HF_HUB_DOWNLOAD_TIMEOUT
+            ) as response:
                 hf_raise_for_status(response)
                 if have and response.status_code != 206:  # the server ignored the Range: start over
                     have = 0

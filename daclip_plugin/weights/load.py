@@ -1,4 +1,4 @@
-"""Loading a resolved model's files (strictly, through :mod:`daclip_plugin.checkpoints`)."""
+"""Loading a resolved model's files (strictly, through :mod:`daclip_plugin.weights.checkpoints`)."""
 
 from __future__ import annotations
 
@@ -10,9 +10,20 @@ from ..errors import CheckpointError, DaclipError
 from .integrity import cached_sha256
 from .locate import resolve
 from .registry import (
-    DEFAULT_MODEL, ROLE_LABELS, SOURCE_CACHE, SOURCE_DIR, SOURCE_DOWNLOADED, SOURCE_ENV, SOURCE_EXPLICIT, LoadedModel,
-    ModelSpec, PathLike, ProgressCallback, ResolvedModel,
+    DEFAULT_MODEL,
+    ROLE_LABELS,
+    SOURCE_CACHE,
+    SOURCE_DIR,
+    SOURCE_DOWNLOADED,
+    SOURCE_ENV,
+    SOURCE_EXPLICIT,
+    LoadedModel,
+    ModelSpec,
+    PathLike,
+    ProgressCallback,
+    ResolvedModel,
 )
+
 
 def _config(spec: ModelSpec, value: Any, released: Mapping[str, dict], what: str, source: Optional[str]) -> Optional[dict]:
     """A config hint: ``None``, a dict, or the name of a released config in :mod:`checkpoints`.
@@ -55,7 +66,7 @@ def config_hint(resolved: ResolvedModel, role: str) -> Optional[dict]:
 
     A file the caller named explicitly gets no hint.
     """
-    from .. import checkpoints
+    from . import checkpoints
 
     spec, source = resolved.spec, resolved.sources.get(role)
     if role == "daclip":
@@ -83,7 +94,7 @@ def load_file(resolved: ResolvedModel, role: str, device: Any = "cpu") -> Any:
     Corrupt or mismatched files raise :class:`~daclip_plugin.errors.CheckpointError` naming
     the file.
     """
-    from .. import checkpoints
+    from . import checkpoints
 
     path, hint, source = resolved.path(role), config_hint(resolved, role), resolved.sources.get(role, "")
     _check_pinned(resolved, role, path, source)

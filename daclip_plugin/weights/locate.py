@@ -10,10 +10,28 @@ from typing import Any, Mapping, Optional, Sequence, Union
 
 from ..errors import DaclipError, WeightsNotFoundError
 from .registry import (
-    DEFAULT_MODEL, ENV_WEIGHTS_DIR, OFFLINE_MODEL, ROLE_LABELS, ROLES, SOURCE_CACHE, SOURCE_DOWNLOADED, SOURCE_ENV, SOURCE_EXPLICIT, SOURCE_PACKAGE,
-    FileStatus, ModelSpec, PathLike, ProgressCallback, ResolvedModel, StopCallback, WeightFile, format_size, get_model,
+    DEFAULT_MODEL,
+    ENV_WEIGHTS_DIR,
+    OFFLINE_MODEL,
+    ROLE_LABELS,
+    ROLES,
+    SOURCE_CACHE,
+    SOURCE_DOWNLOADED,
+    SOURCE_ENV,
+    SOURCE_EXPLICIT,
+    SOURCE_PACKAGE,
+    FileStatus,
+    ModelSpec,
+    PathLike,
+    ProgressCallback,
+    ResolvedModel,
+    StopCallback,
+    WeightFile,
+    format_size,
+    get_model,
     list_models,
 )
+
 
 def hub_cache_dir(cache_dir: Optional[PathLike] = None) -> Path:
     """The Hugging Face cache folder used (``cache_dir`` or huggingface_hub's ``HF_HUB_CACHE``)."""
@@ -131,7 +149,7 @@ def _wanted_roles(spec: ModelSpec, roles: Optional[Sequence[str]], explicit: Map
 def _not_found(spec: ModelSpec, missing: Sequence[tuple[str, WeightFile, _Lookup]]) -> WeightsNotFoundError:
     what = " and ".join(f"{ROLE_LABELS[role]} file {file.filename!r}" for role, file, _ in missing)
     lines = [f"model {spec.name!r} is missing its {what}."]
-    for role, file, lookup in missing:
+    for _role, file, lookup in missing:
         lines.append(f"Looked for {file.describe()} in:")
         lines.extend(f"  - {place}" for place in lookup.looked)
     if any(lookup.explicit_missing for _, _, lookup in missing):

@@ -103,18 +103,18 @@ class ModelSpec:
     """A named set of DA-CLIP and UNet weights, with architecture hints for loading them.
 
     ``clip_cfg`` is the open_clip config dict of the DA-CLIP model, or the name of a released
-    one in :data:`daclip_plugin.checkpoints.RELEASED_DACLIP_CONFIGS` (``"daclip_ViT-B-32"``);
+    one in :data:`daclip_plugin.weights.checkpoints.RELEASED_DACLIP_CONFIGS` (``"daclip_ViT-B-32"``);
     ``unet_cfg`` the ``ConditionalUNet`` keyword arguments, or a name in
-    :data:`~daclip_plugin.checkpoints.RELEASED_UNET_CONFIGS` (``"universal-ir"``). ``None``
-    lets :mod:`daclip_plugin.checkpoints` read the architecture from the file. ``sde`` holds
+    :data:`~daclip_plugin.weights.checkpoints.RELEASED_UNET_CONFIGS` (``"universal-ir"``). ``None``
+    lets :mod:`daclip_plugin.weights.checkpoints` read the architecture from the file. ``sde`` holds
     the IR-SDE options the UNet was trained with (``None``: the official ones).
 
     ``direct`` is an optional third file: a one-pass *direct restorer* UNet (same architecture
-    family, see :mod:`daclip_plugin.direct`), used by the ``daclip-direct`` restorer;
+    family, see :mod:`daclip_plugin.engine.direct`), used by the ``daclip-direct`` restorer;
     ``direct_cfg`` is its architecture hint like ``unet_cfg``. ``restorer`` names the restorer
     the model prefers (``None``: the default ``daclip`` one), e.g. in ``daclip restore``.
     ``clip_view`` is how its DA-CLIP sees an image, as it was trained to: ``"resize"`` (the
-    official preprocessing) or ``"tiles"`` (see :func:`daclip_plugin.daclip_model.clip_views`).
+    official preprocessing) or ``"tiles"`` (see :func:`daclip_plugin.nn.daclip.clip_views`).
     """
 
     name: str

@@ -7,7 +7,7 @@
     the conditional UNet (nf 32, ch_mult 1-2-2-3) trained with the official IR-SDE objective;
 ``direct_tiny.pth``
     the same UNet architecture trained as a one-pass direct restorer
-    (:mod:`daclip_plugin.direct`), used by the ``daclip-direct`` restorer;
+    (:mod:`daclip_plugin.engine.direct`), used by the ``daclip-direct`` restorer;
 ``provenance.json``
     how each file was trained (command, seed, steps, data, hardware, held-out evaluation,
     SHA-256 of each file), written by :mod:`daclip_plugin.training`.

@@ -33,10 +33,23 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
-from .degradations import DEGRADATIONS
-from .errors import DaclipError, InvalidImageError
+from ..errors import DaclipError, InvalidImageError
 
 _TOKENIZER_NAME = "ViT-B-32"
+
+DEGRADATIONS = (
+    "motion-blurry",
+    "hazy",
+    "jpeg-compressed",
+    "low-light",
+    "noisy",
+    "raindrop",
+    "rainy",
+    "shadowed",
+    "snowy",
+    "uncompleted",
+)
+"""The ten degradations of the released universal model, in the official order (also its prompts)."""
 
 
 class ControlTransformer(nn.Module):

@@ -14,9 +14,10 @@ from typing import Optional
 
 import torch
 
-from . import checkpoints, training
-from .errors import DaclipError
-from .weights.integrity import sha256_file
+from .. import training
+from ..errors import DaclipError
+from ..weights import checkpoints
+from ..weights.integrity import sha256_file
 
 #: Provenance fields both sources must agree on, copied into the result's entry (their
 #: losses may differ: each source's entry stays on record under ``sources``).
@@ -89,7 +90,9 @@ def interpolate(
         start = time.monotonic()
         model = training.reloaded_daclip(Path(daclip), "cpu")
         clip_view = shared.get("clip_view") or "resize"
-        entry["eval"] = training.evaluate_saved_unet(stage, path, model, eval_per_class, eval_size, 0, torch.device("cpu"), clip_view)
+        entry["eval"] = training.evaluate_saved_unet(
+            stage, path, model, eval_per_class, eval_size, 0, torch.device("cpu"), clip_view
+        )
         entry["eval"]["seconds"] = round(time.monotonic() - start, 2)
     training.write_provenance(out, stage, entry)
     return entry

@@ -2,7 +2,7 @@
 
 The IR-SDE restorer needs 100 UNet passes and a well-trained noise predictor; at the small
 scale of the embedded model a *direct* restorer is far more effective: the same
-:class:`~daclip_plugin.unet.ConditionalUNet` architecture, conditioned on the same DA-CLIP
+:class:`~daclip_plugin.nn.unet.ConditionalUNet` architecture, conditioned on the same DA-CLIP
 contexts, trained to output the restored image in one call.
 
 Convention (shared by training and inference, see :func:`direct_restore`)::
@@ -28,12 +28,13 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from . import checkpoints, tiling
-from .daclip_model import DEGRADATIONS, DaCLIP
-from .errors import Cancelled, WeightsNotFoundError
-from .interfaces import Estimate, ProgressCallback, StopCallback
+from ..errors import Cancelled, WeightsNotFoundError
+from ..interfaces import Estimate, ProgressCallback, StopCallback
+from ..nn.daclip import DEGRADATIONS, DaCLIP
+from ..nn.unet import ConditionalUNet, ResBlock
+from ..weights import checkpoints
+from . import tiling
 from .pipeline import DEFAULT_OVERLAP, ConditionedModel, tile_size_for
-from .unet import ConditionalUNet, ResBlock
 
 #: The timestep the direct restorer passes to the UNet (a constant: there is no diffusion).
 DIRECT_TIME = 0
@@ -157,10 +158,10 @@ def load_direct_restorer(
 ) -> DirectRestorer:
     """The direct restorer for a DA-CLIP file and a UNet file (any dtype on disk; fp32 in memory).
 
-    Both load strictly through :mod:`daclip_plugin.checkpoints` (architectures inferred from
+    Both load strictly through :mod:`daclip_plugin.weights.checkpoints` (architectures inferred from
     the tensors or a sidecar ``.json``). Loaded models are kept for reuse, keyed by file
-    (path, size, modification time) and device (see :func:`daclip_plugin.pipeline.cached_module`).
-    ``clip_view`` is how the DA-CLIP sees an image (see :func:`daclip_plugin.daclip_model.clip_views`).
+    (path, size, modification time) and device (see :func:`daclip_plugin.engine.pipeline.cached_module`).
+    ``clip_view`` is how the DA-CLIP sees an image (see :func:`daclip_plugin.nn.daclip.clip_views`).
     """
     from .devices import select_device
     from .pipeline import cached_module
@@ -188,7 +189,7 @@ def load_model(
     ``daclip_path`` its DA-CLIP. Files are found through :func:`daclip_plugin.weights.resolve`
     (``download=True`` fetches missing ones) and loaded once per file and device.
     """
-    from . import weights
+    from .. import weights
     from .devices import select_device
     from .pipeline import _load_models
 

@@ -9,8 +9,7 @@ parameter leaves the others' draws unchanged. Same seed and parameters, same out
 Given parameters are checked against wider accepted bounds (``ValueError``).
 
 Lengths are fractions of the image scale ``s = sqrt(H * W)``, so a degradation looks
-the same at any size. Only NumPy and Pillow are needed (scikit-image only for
-:func:`clean_images`).
+the same at any size. Only NumPy and Pillow are needed.
 """
 
 from __future__ import annotations
@@ -21,21 +20,8 @@ from typing import Callable
 import numpy as np
 from PIL import Image, ImageDraw
 
-from .errors import InvalidImageError, UnknownNameError
-
-DEGRADATIONS = (
-    "motion-blurry",
-    "hazy",
-    "jpeg-compressed",
-    "low-light",
-    "noisy",
-    "raindrop",
-    "rainy",
-    "shadowed",
-    "snowy",
-    "uncompleted",
-)
-"""The ten degradations of the released universal model, in the official order (also its prompts)."""
+from ..errors import InvalidImageError, UnknownNameError
+from ..nn.daclip import DEGRADATIONS
 
 _GAMMA = 2.2  # sRGB approximated as a pure power law for linear-light steps
 
@@ -59,7 +45,7 @@ def _check_image(image) -> np.ndarray:
     return image
 
 
-def _check_rng(rng) -> np.random.Generator:
+def check_rng(rng) -> np.random.Generator:
     if not isinstance(rng, np.random.Generator):
         raise TypeError(f"rng must be a numpy.random.Generator, got {type(rng).__name__}")
     return rng
@@ -82,7 +68,7 @@ def _scale(shape) -> float:
     return float(np.sqrt(shape[0] * shape[1]))
 
 
-def _finish(result: np.ndarray, like: np.ndarray) -> np.ndarray:
+def finish(result: np.ndarray, like: np.ndarray) -> np.ndarray:
     return np.clip(result, 0.0, 1.0).astype(like.dtype, copy=False)
 
 
@@ -134,7 +120,7 @@ def _convolve(x: np.ndarray, kernel: np.ndarray, boundary: str = "symmetric") ->
     return _filter(x, transfer, kh // 2, kw // 2, boundary)
 
 
-def _gaussian(x: np.ndarray, sigma: float, boundary: str = "symmetric") -> np.ndarray:
+def gaussian(x: np.ndarray, sigma: float, boundary: str = "symmetric") -> np.ndarray:
     """Gaussian blur of the first two axes with standard deviation ``sigma`` pixels."""
     if sigma <= 0:
         return x.astype(np.float32)
@@ -211,7 +197,7 @@ def motion_blurry(image, rng, *, length=None, angle=None, shake=None):
     Ranges: ``length`` 0.04-0.1 (accepted 0-0.5), ``angle`` 0-180 (any),
     ``shake`` 0-0.3 (accepted 0-1).
     """
-    image, rng = _check_image(image), _check_rng(rng)
+    image, rng = _check_image(image), check_rng(rng)
     length = _param("length", length, rng, 0.04, 0.1, (0.0, 0.5))
     angle = _param("angle", angle, rng, 0.0, 180.0, (-np.inf, np.inf))
     shake = _param("shake", shake, rng, 0.0, 0.3, (0.0, 1.0))
@@ -226,7 +212,7 @@ def motion_blurry(image, rng, *, length=None, angle=None, shake=None):
     ys, xs = -t * np.sin(a) + off * np.cos(a), t * np.cos(a) + off * np.sin(a)
     size = 2 * int(np.ceil(max(np.abs(ys).max(), np.abs(xs).max()))) + 3
     kernel = _splat(ys, xs, size)
-    return _finish(_convolve(image, kernel / kernel.sum()), image)
+    return finish(_convolve(image, kernel / kernel.sum()), image)
 
 
 def hazy(image, rng, *, beta=None, airlight=None):
@@ -237,7 +223,7 @@ def hazy(image, rng, *, beta=None, airlight=None):
 
     Ranges: ``beta`` 1.0-2.5 (accepted 0-10), ``airlight`` 0.75-0.95 (accepted 0-1).
     """
-    image, rng = _check_image(image), _check_rng(rng)
+    image, rng = _check_image(image), check_rng(rng)
     beta = _param("beta", beta, rng, 1.0, 2.5, (0.0, 10.0))
     airlight = _param("airlight", airlight, rng, 0.75, 0.95, (0.0, 1.0))
     tint = rng.uniform(-0.03, 0.03, 3) + np.array([-0.02, 0.0, 0.02])
@@ -249,7 +235,7 @@ def hazy(image, rng, *, beta=None, airlight=None):
     depth = 0.3 + 0.7 * (0.7 * ramp + 0.3 * _smooth_noise((h, w), rng, 6))
     t = np.exp(-beta * depth)[..., None]
     a = np.clip(airlight + tint, 0.0, 1.0)
-    return _finish(image * t + a * (1.0 - t), image)
+    return finish(image * t + a * (1.0 - t), image)
 
 
 def jpeg_compressed(image, rng, *, quality=None):
@@ -257,7 +243,7 @@ def jpeg_compressed(image, rng, *, quality=None):
 
     Ranges: ``quality`` 10-25 (integer, accepted 1-95).
     """
-    image, rng = _check_image(image), _check_rng(rng)
+    image, rng = _check_image(image), check_rng(rng)
     quality = _param("quality", quality, rng, 10, 25, (1, 95), integer=True)
     pixels = np.round(image * 255.0).astype(np.uint8)
     buffer = io.BytesIO()
@@ -276,14 +262,14 @@ def low_light(image, rng, *, exposure=None, photons=None, read_noise=None):
     Ranges: ``exposure`` 0.01-0.05 (accepted 0-1), ``photons`` 1000-10000 (accepted
     1-1e7), ``read_noise`` 0.0005-0.003 (accepted 0-0.1, linear units).
     """
-    image, rng = _check_image(image), _check_rng(rng)
+    image, rng = _check_image(image), check_rng(rng)
     exposure = _param("exposure", exposure, rng, 0.01, 0.05, (0.0, 1.0))
     photons = _param("photons", photons, rng, 1000.0, 10000.0, (1.0, 1e7))
     read_noise = _param("read_noise", read_noise, rng, 0.0005, 0.003, (0.0, 0.1))
     electrons = rng.poisson(image ** np.float32(_GAMMA) * np.float32(exposure * photons))
     recorded = electrons.astype(np.float32) / np.float32(photons)
     recorded += rng.standard_normal(image.shape, dtype=np.float32) * np.float32(read_noise)
-    return _finish(np.clip(recorded, 0.0, 1.0) ** np.float32(1.0 / _GAMMA), image)
+    return finish(np.clip(recorded, 0.0, 1.0) ** np.float32(1.0 / _GAMMA), image)
 
 
 def noisy(image, rng, *, sigma=None, signal_dependence=None):
@@ -295,11 +281,11 @@ def noisy(image, rng, *, sigma=None, signal_dependence=None):
     Ranges: ``sigma`` 15-50 in 0-255 units, as DA-CLIP's data (accepted 0-255),
     ``signal_dependence`` 0-0.5 (accepted 0-1).
     """
-    image, rng = _check_image(image), _check_rng(rng)
+    image, rng = _check_image(image), check_rng(rng)
     sigma = _param("sigma", sigma, rng, 15.0, 50.0, (0.0, 255.0))
     k = _param("signal_dependence", signal_dependence, rng, 0.0, 0.5, (0.0, 1.0))
     std = sigma / 255.0 * np.sqrt((1.0 - k) + k * 2.0 * image)
-    return _finish(image + std * rng.standard_normal(image.shape, dtype=np.float32), image)
+    return finish(image + std * rng.standard_normal(image.shape, dtype=np.float32), image)
 
 
 def raindrop(image, rng, *, count=None, radius=None):
@@ -312,7 +298,7 @@ def raindrop(image, rng, *, count=None, radius=None):
     Ranges: ``count`` 15-40 (integer, accepted 1-500), ``radius`` 0.06-0.12 (accepted
     0-0.3).
     """
-    image, rng = _check_image(image), _check_rng(rng)
+    image, rng = _check_image(image), check_rng(rng)
     count = _param("count", count, rng, 15, 40, (1, 500), integer=True)
     radius = _param("radius", radius, rng, 0.06, 0.12, (0.0, 0.3))
     h, w = image.shape[:2]
@@ -337,7 +323,7 @@ def raindrop(image, rng, *, count=None, radius=None):
         src_x[region] = np.where(inside, cx[i] - (xx - cx[i]) * zoom[i], src_x[region])
 
     drops = np.nonzero(height)
-    seen = _sample(_gaussian(image, 0.02 * s), src_y[drops], src_x[drops]) * 0.9 + 0.08
+    seen = _sample(gaussian(image, 0.02 * s), src_y[drops], src_x[drops]) * 0.9 + 0.08
     padded = np.pad(height, ((1, 1), (0, 0)), mode="edge")
     slope = (padded[2:] - padded[:-2])[drops] * (0.5 * radius * s)  # > 0 on the upper half of a drop
     edge = np.exp(-((height[drops] / 0.2) ** 2))
@@ -347,7 +333,7 @@ def raindrop(image, rng, *, count=None, radius=None):
     alpha = np.clip(height[drops] * 5.0, 0.0, 1.0)[..., None]
     out = image.copy()
     out[drops] = image[drops] * (1.0 - alpha) + seen * shading[..., None] * alpha
-    return _finish(out, image)
+    return finish(out, image)
 
 
 def rainy(image, rng, *, count=None, length=None, angle=None, intensity=None):
@@ -360,7 +346,7 @@ def rainy(image, rng, *, count=None, length=None, angle=None, intensity=None):
     0.06-0.15 (accepted 0-0.5), ``angle`` -25-25 (accepted -90-90), ``intensity``
     0.3-0.6 (accepted 0-1).
     """
-    image, rng = _check_image(image), _check_rng(rng)
+    image, rng = _check_image(image), check_rng(rng)
     count = _param("count", count, rng, 150, 500, (0, 10000), integer=True)
     length = _param("length", length, rng, 0.06, 0.15, (0.0, 0.5))
     angle = _param("angle", angle, rng, -25.0, 25.0, (-90.0, 90.0))
@@ -372,9 +358,9 @@ def rainy(image, rng, *, count=None, length=None, angle=None, intensity=None):
     streaks = _particles(image.shape[:2], rng, count * length * s / pixels, kernel, (0.4, 1.0))
     width = s / 500.0
     if width > 0.5:
-        streaks = _gaussian(streaks, width, boundary="wrap") * (2.5 * width)
+        streaks = gaussian(streaks, width, boundary="wrap") * (2.5 * width)
     streaks = np.clip(streaks, 0.0, 1.0) * intensity
-    return _finish(image + streaks[..., None], image)
+    return finish(image + streaks[..., None], image)
 
 
 def shadowed(image, rng, *, attenuation=None, size=None, softness=None):
@@ -387,7 +373,7 @@ def shadowed(image, rng, *, attenuation=None, size=None, softness=None):
     Ranges: ``attenuation`` 0.2-0.45 (accepted 0-1), ``size`` 0.35-0.7 (accepted
     0-2), ``softness`` 0.003-0.02 (accepted 0-0.2).
     """
-    image, rng = _check_image(image), _check_rng(rng)
+    image, rng = _check_image(image), check_rng(rng)
     attenuation = _param("attenuation", attenuation, rng, 0.2, 0.45, (0.0, 1.0))
     size = _param("size", size, rng, 0.35, 0.7, (0.0, 2.0))
     softness = _param("softness", softness, rng, 0.003, 0.02, (0.0, 0.2))
@@ -404,9 +390,9 @@ def shadowed(image, rng, *, attenuation=None, size=None, softness=None):
         mask = np.asarray(canvas.resize((w, h), Image.Resampling.BOX), dtype=np.float32) / 255.0
         if 0.15 <= mask.mean() <= 0.65:
             break
-    mask = _gaussian(mask, softness * s)
+    mask = gaussian(mask, softness * s)
     factor = attenuation * np.array([0.92, 0.97, 1.1])
-    return _finish(image * (1.0 - mask[..., None] * (1.0 - factor)), image)
+    return finish(image * (1.0 - mask[..., None] * (1.0 - factor)), image)
 
 
 def snowy(image, rng, *, density=None, angle=None, veil=None):
@@ -420,7 +406,7 @@ def snowy(image, rng, *, density=None, angle=None, veil=None):
     Ranges: ``density`` 0.6-1.6 (accepted 0-10), ``angle`` -30-30 (accepted -90-90),
     ``veil`` 0-0.15 (accepted 0-1).
     """
-    image, rng = _check_image(image), _check_rng(rng)
+    image, rng = _check_image(image), check_rng(rng)
     density = _param("density", density, rng, 0.6, 1.6, (0.0, 10.0))
     angle = _param("angle", angle, rng, -30.0, 30.0, (-90.0, 90.0))
     veil = _param("veil", veil, rng, 0.0, 0.15, (0.0, 1.0))
@@ -438,7 +424,7 @@ def snowy(image, rng, *, density=None, angle=None, veil=None):
         layer = _particles(image.shape[:2], rng, density * flakes * coverage, kernel, (0.6, 1.0))
         snow = np.maximum(snow, np.clip(layer * 1.6, 0.0, 1.0))
     out = image * (1.0 - veil) + veil * 0.95
-    return _finish(1.0 - (1.0 - out) * (1.0 - snow[..., None]), image)
+    return finish(1.0 - (1.0 - out) * (1.0 - snow[..., None]), image)
 
 
 def uncompleted(image, rng, *, strokes=None, width=None, boxes=None, fill=1.0):
@@ -450,7 +436,7 @@ def uncompleted(image, rng, *, strokes=None, width=None, boxes=None, fill=1.0):
     Ranges: ``strokes`` 2-5 (integer, accepted 0-50), ``width`` 0.03-0.08 (accepted
     0-0.5), ``boxes`` 0-2 (integer, accepted 0-20), ``fill`` any value in [0, 1].
     """
-    image, rng = _check_image(image), _check_rng(rng)
+    image, rng = _check_image(image), check_rng(rng)
     strokes = _param("strokes", strokes, rng, 2, 5, (0, 50), integer=True)
     width = _param("width", width, rng, 0.03, 0.08, (0.0, 0.5))
     boxes = _param("boxes", boxes, rng, 0, 2, (0, 20), integer=True)
@@ -481,12 +467,20 @@ def uncompleted(image, rng, *, strokes=None, width=None, boxes=None, fill=1.0):
 
 # ----------------------------------------------------------------------------- registry
 
-GENERATORS: dict[str, Callable[..., np.ndarray]] = dict(
-    zip(
-        DEGRADATIONS,
-        (motion_blurry, hazy, jpeg_compressed, low_light, noisy, raindrop, rainy, shadowed, snowy, uncompleted),
-    )
-)
+GENERATORS: dict[str, Callable[..., np.ndarray]] = {
+    "motion-blurry": motion_blurry,
+    "hazy": hazy,
+    "jpeg-compressed": jpeg_compressed,
+    "low-light": low_light,
+    "noisy": noisy,
+    "raindrop": raindrop,
+    "rainy": rainy,
+    "shadowed": shadowed,
+    "snowy": snowy,
+    "uncompleted": uncompleted,
+}
+"""The generators by degradation name. The released models' prompts are
+:data:`~daclip_plugin.nn.daclip.DEGRADATIONS`: a generator added here does not change them."""
 
 
 def degrade(image, name: str, seed_or_rng: int | np.random.Generator | None, **params) -> np.ndarray:
@@ -497,113 +491,3 @@ def degrade(image, name: str, seed_or_rng: int | np.random.Generator | None, **p
     if name not in GENERATORS:
         raise UnknownNameError(f"unknown degradation {name!r}; valid names: {', '.join(DEGRADATIONS)}")
     return GENERATORS[name](image, np.random.default_rng(seed_or_rng), **params)
-
-
-# ------------------------------------------------------------------------- clean images
-
-#: skimage.data images (bundled, no download) used for training patches.
-TRAIN_IMAGES = (
-    "astronaut",
-    "cat",
-    "motorcycle_left",
-    "motorcycle_right",
-    "immunohistochemistry",
-    "brick",
-    "grass",
-    "moon",
-    "coins",
-    "page",
-    "text",
-    "cell",
-)
-#: Held out for evaluation only; never used for training.
-EVAL_IMAGES = ("coffee", "rocket", "camera", "gravel")
-
-
-def _load(name: str) -> np.ndarray:
-    from skimage import data
-
-    if name.startswith("motorcycle_"):
-        left, right, _ = data.stereo_motorcycle()
-        pixels = left if name.endswith("left") else right
-    else:
-        pixels = getattr(data, name)()
-    rgb = pixels if pixels.ndim == 3 else np.repeat(pixels[..., None], 3, axis=2)
-    return np.ascontiguousarray(rgb[..., :3], dtype=np.float32) / np.float32(255.0)
-
-
-def clean_images(split: str = "train") -> dict[str, np.ndarray]:
-    """Clean RGB float32 photographs bundled with scikit-image, by name.
-
-    ``split="train"`` gives :data:`TRAIN_IMAGES` (12 images; the stereo motorcycle pair
-    stays together), ``"eval"`` the held-out :data:`EVAL_IMAGES` (coffee, rocket, camera,
-    gravel), never to be used for training. Grayscale ones are repeated to RGB. Images
-    that are synthetic, already degraded (``clock``), need a download, or are mostly
-    black (``hubble_deep_field``, ``retina``) are left out.
-    """
-    splits = {"train": TRAIN_IMAGES, "eval": EVAL_IMAGES}
-    if split not in splits:
-        raise ValueError(f"split must be 'train' or 'eval', got {split!r}")
-    return {name: _load(name) for name in splits[split]}
-
-
-def random_crops(images, size: int, n: int, rng: np.random.Generator) -> np.ndarray:
-    """``n`` random ``size`` x ``size`` crops, each from a uniformly chosen image.
-
-    Images smaller than ``size`` are first enlarged (bicubic) to fit. Returns an
-    ``(n, size, size, 3)`` float32 array.
-    """
-    images = list(images.values()) if isinstance(images, dict) else list(images)
-    if not images or size < 1 or n < 0:
-        raise ValueError("random_crops needs at least one image, size >= 1 and n >= 0")
-    crops = np.empty((n, size, size, 3), dtype=np.float32)
-    for k, index in enumerate(rng.integers(0, len(images), n)):
-        img = images[index]
-        h, w = img.shape[:2]
-        if min(h, w) < size:
-            factor = size / min(h, w)
-            shape = (max(size, round(w * factor)), max(size, round(h * factor)))
-            img = np.stack(
-                [np.asarray(Image.fromarray(img[..., c]).resize(shape, Image.Resampling.BICUBIC)) for c in range(3)], -1
-            ).clip(0, 1)
-            h, w = img.shape[:2]
-        y, x = rng.integers(0, h - size + 1), rng.integers(0, w - size + 1)
-        crops[k] = img[y : y + size, x : x + size]
-    return crops
-
-
-def dead_leaves(size: int, rng: np.random.Generator, *, leaves: int | None = None) -> np.ndarray:
-    """A synthetic clean image: the dead-leaves model of natural-image statistics.
-
-    Opaque discs with power-law radii (density ~ r^-3, from 2% to half of ``size``) fall
-    one over another, each with a random muted colour, a linear shading gradient and, sometimes,
-    a fine stripe texture; a light Gaussian blur (sigma 0..1 px) stands for the optics.
-    Scale-invariant edges and flat regions like photographs', in unlimited variety: used
-    beside the few bundled photographs for training. Returns ``(size, size, 3)`` float32.
-    """
-    _check_rng(rng)
-    leaves = int(rng.integers(300, 800)) if leaves is None else leaves
-    r_min, r_max = max(size / 50, 0.5), size / 2
-    # inverse-CDF sampling of p(r) ~ r^-3 on [r_min, r_max]
-    u = rng.random(leaves)
-    radii = (r_min**-2 - u * (r_min**-2 - r_max**-2)) ** -0.5
-    image = np.empty((size, size, 3), np.float32)
-    image[:] = rng.random(3)
-    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
-    for radius in radii:
-        cy, cx = rng.uniform(-radius, size + radius, 2)
-        top, bottom = max(int(cy - radius), 0), min(int(cy + radius) + 1, size)
-        left, right = max(int(cx - radius), 0), min(int(cx + radius) + 1, size)
-        if top >= bottom or left >= right:
-            continue
-        y, x = yy[top:bottom, left:right], xx[top:bottom, left:right]
-        inside = (y - cy) ** 2 + (x - cx) ** 2 <= radius**2
-        gradient = rng.normal(0, 0.25 / max(radius, 1.0), 2)
-        shade = 1 + gradient[0] * (y - cy) + gradient[1] * (x - cx)
-        if rng.random() < 0.3:
-            frequency, angle = rng.uniform(0.2, 1.2), rng.uniform(0, np.pi)
-            shade = shade + 0.15 * np.sin(frequency * (np.cos(angle) * x + np.sin(angle) * y))
-        grey = rng.random()
-        colour = np.clip(grey + rng.uniform(0, 0.6) * (rng.random(3) - grey), 0, 1).astype(np.float32)
-        image[top:bottom, left:right][inside] = np.clip(colour * shade[inside, None], 0, 1)
-    return _finish(_gaussian(image, rng.uniform(0, 1)), image)

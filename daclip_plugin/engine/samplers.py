@@ -1,7 +1,7 @@
 """The IR-SDE samplers by name, with the options each takes: adding a sampler is one entry here.
 
-Declarations only: the sampling functions (in :mod:`daclip_plugin.sde` and
-:mod:`daclip_plugin.mars`) are imported on first use, so the command line, menus and option
+Declarations only: the sampling functions (in :mod:`daclip_plugin.engine.sde` and
+:mod:`daclip_plugin.engine.mars`) are imported on first use, so the command line, menus and option
 checks read this registry without loading torch.
 """
 
@@ -11,8 +11,8 @@ import importlib
 from dataclasses import dataclass, replace
 from typing import Callable
 
-from .errors import UnknownNameError
-from .options import Option, OptionSet
+from ..errors import UnknownNameError
+from ..options import Option, OptionSet
 
 #: The orders each MaRS solver supports.
 MARS_SOLVER_ORDERS = {"ode": (1, 2, 3), "sde": (1, 2)}
@@ -48,7 +48,7 @@ class Sampler:
     """A registered sampler: ``function`` is ``"module:name"``, imported by :meth:`load`.
 
     The function takes ``(noise_fn, mu, schedule, *, x_T, generator, draws, progress,
-    should_stop, **options)`` (see :mod:`daclip_plugin.sde`); ``options`` lists the options
+    should_stop, **options)`` (see :mod:`daclip_plugin.engine.sde`); ``options`` lists the options
     a restorer offers for it.
     """
 
@@ -66,11 +66,11 @@ SAMPLERS: dict[str, Sampler] = {
     sampler.name: sampler
     for sampler in (
         Sampler("posterior", "the official sampler: exact posterior steps, T (100) network calls",
-                "daclip_plugin.sde:sample_posterior"),
+                "daclip_plugin.engine.sde:sample_posterior"),
         Sampler("sde", "Euler-Maruyama steps of the reverse SDE, T (100) network calls",
-                "daclip_plugin.sde:sample_reverse_sde"),
+                "daclip_plugin.engine.sde:sample_reverse_sde"),
         Sampler("mars", "MaRS fast sampler: 'steps' network calls (default 20)",
-                "daclip_plugin.mars:sample_mars", MARS_OPTIONS.options[:4]),
+                "daclip_plugin.engine.mars:sample_mars", MARS_OPTIONS.options[:4]),
     )
 }
 DEFAULT_SAMPLER = "posterior"

@@ -28,7 +28,8 @@ def budget_tile(budget: int, bytes_per_pixel: int) -> int:
 
 
 def balanced_tile(size: int, largest: int, overlap: int) -> int:
-    """The smallest tile (a multiple of 16 from :data:`BUDGET_MIN_TILE` to ``largest``) needing as few tiles along ``size`` as ``largest``.
+    """The smallest tile (a multiple of 16 from :data:`BUDGET_MIN_TILE` to ``largest``) needing as
+    few tiles along ``size`` as ``largest``.
 
     Tiles of the largest size that fits would waste work: a 1024 px side in 640 px tiles
     computes 1280 px; two 544 px tiles do the same job.

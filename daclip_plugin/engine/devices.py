@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Union
 
-from .errors import DaclipError, InvalidOptionError
+from ..errors import DaclipError, InvalidOptionError
 
 if TYPE_CHECKING:
     import torch

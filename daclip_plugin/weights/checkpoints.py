@@ -28,9 +28,9 @@ from typing import Callable
 import torch
 from torch import nn
 
-from .daclip_model import DaCLIP
-from .errors import CheckpointError
-from .unet import ConditionalUNet
+from ..errors import CheckpointError
+from ..nn.daclip import DaCLIP
+from ..nn.unet import ConditionalUNet
 
 _TEXT_77 = {"context_length": 77, "vocab_size": 49408}
 RELEASED_DACLIP_CONFIGS = {

@@ -11,13 +11,14 @@ Timesteps are integers ``0..T`` (index ``t`` of every schedule array); a sampler
 The schedule is computed in ``float32``, exactly as the official implementation does, and so
 are the per-step scalar coefficients; this reproduces the official samplers to about 1e-7.
 
-Samplers (registered by name in :mod:`daclip_plugin.samplers`) share one signature::
+Samplers (registered by name in :mod:`daclip_plugin.engine.samplers`) share one signature::
 
     sampler(noise_fn, mu, schedule, *, x_T=None, generator=None, draws=None,
             progress=None, should_stop=None) -> Tensor
 
 ``noise_fn(x, t)`` predicts the noise of state ``x`` at timestep ``t`` (here the Python ints
-``T`` down to 1; :mod:`daclip_plugin.mars` passes floats); ``mu`` is the condition (the low-quality image).  The start is ``x_T`` if given, else
+``T`` down to 1; :mod:`daclip_plugin.engine.mars` passes floats); ``mu`` is the condition (the
+low-quality image).  The start is ``x_T`` if given, else
 ``mu + max_sigma * z_0``.  Standard-normal draws are taken in order of use (``z_0`` first,
 unless ``x_T`` is given; then ``z_k`` for step ``k = 1..T``, from ``t = T - k + 1`` to
 ``t - 1``) from the iterable ``draws`` if given (tensors or arrays shaped like ``mu``), else
@@ -35,8 +36,8 @@ from typing import Callable, Iterable, Mapping, Optional
 import torch
 from torch import Tensor
 
-from .errors import Cancelled
-from .interfaces import ProgressCallback, StopCallback
+from ..errors import Cancelled
+from ..interfaces import ProgressCallback, StopCallback
 
 #: Predicts the noise of the state ``x`` at timestep ``t`` (an int here, a float for MaRS).
 NoiseFn = Callable[[Tensor, float], Tensor]
@@ -98,9 +99,7 @@ class IRSDESchedule:
     ) -> None:
         kind = _SCHEDULE_NAMES.get(str(schedule).strip().lower())
         if kind is None:
-            raise ValueError(
-                f"unknown IR-SDE schedule {schedule!r}; choose cosine, linear or constant"
-            )
+            raise ValueError(f"unknown IR-SDE schedule {schedule!r}; choose cosine, linear or constant")
         if isinstance(T, bool) or int(T) != T or T < 1:
             raise ValueError(f"T must be a positive integer, got {T!r}")
         if not max_sigma > 0:
@@ -120,16 +119,14 @@ class IRSDESchedule:
         self.thetas_cumsum = torch.cumsum(self.thetas, dim=0) - self.thetas[0]
         self._dt = -1 / self.thetas_cumsum[-1] * math.log(self.eps)
         self.dt = self._dt.item()
-        self.sigma_bars = torch.sqrt(
-            var_scale * (1 - torch.exp(-2 * self.thetas_cumsum * self._dt))
-        )
+        self.sigma_bars = torch.sqrt(var_scale * (1 - torch.exp(-2 * self.thetas_cumsum * self._dt)))
 
     @classmethod
     def from_config(cls, config: Mapping) -> "IRSDESchedule":
         """Build from an ``sde`` options dict (``max_sigma``, ``T``, ``schedule``, ``eps``).
 
         The official ``sampling_mode`` key is accepted and ignored (samplers are chosen by
-        name, see :mod:`daclip_plugin.samplers`); any other unknown key is an error.
+        name, see :mod:`daclip_plugin.engine.samplers`); any other unknown key is an error.
         """
         known = {"max_sigma", "T", "schedule", "eps"}
         unknown = set(config) - known - {"sampling_mode"}
@@ -138,10 +135,7 @@ class IRSDESchedule:
         return cls(**{key: config[key] for key in known if key in config})
 
     def __repr__(self) -> str:
-        return (
-            f"IRSDESchedule(max_sigma={self.max_sigma * 255:g}/255, T={self.T}, "
-            f"schedule={self.schedule!r}, eps={self.eps:g})"
-        )
+        return f"IRSDESchedule(max_sigma={self.max_sigma * 255:g}/255, T={self.T}, schedule={self.schedule!r}, eps={self.eps:g})"
 
     # -- float32 scalar coefficients -------------------------------------------------------
 
@@ -243,18 +237,14 @@ class Draws:
     def next(self) -> Tensor:
         like = self._like
         if self._draws is None:
-            return torch.randn(
-                like.shape, generator=self._generator, device=like.device, dtype=like.dtype
-            )
+            return torch.randn(like.shape, generator=self._generator, device=like.device, dtype=like.dtype)
         try:
             draw = next(self._draws)
         except StopIteration:
             raise ValueError(f"draws ran out after {self._used} draws") from None
         draw = torch.as_tensor(draw, dtype=like.dtype, device=like.device)
         if draw.shape != like.shape:
-            raise ValueError(
-                f"draw {self._used} has shape {tuple(draw.shape)}, expected {tuple(like.shape)}"
-            )
+            raise ValueError(f"draw {self._used} has shape {tuple(draw.shape)}, expected {tuple(like.shape)}")
         self._used += 1
         return draw
 
@@ -326,8 +316,15 @@ def sample_posterior(
     See the module docstring for the arguments.
     """
     return _sample(
-        IRSDESchedule.posterior_step, noise_fn, mu, schedule,
-        x_T, generator, draws, progress, should_stop,
+        IRSDESchedule.posterior_step,
+        noise_fn,
+        mu,
+        schedule,
+        x_T,
+        generator,
+        draws,
+        progress,
+        should_stop,
     )
 
 
@@ -347,7 +344,13 @@ def sample_reverse_sde(
     See the module docstring for the arguments.
     """
     return _sample(
-        IRSDESchedule.reverse_sde_step, noise_fn, mu, schedule,
-        x_T, generator, draws, progress, should_stop,
+        IRSDESchedule.reverse_sde_step,
+        noise_fn,
+        mu,
+        schedule,
+        x_T,
+        generator,
+        draws,
+        progress,
+        should_stop,
     )
-

@@ -1,0 +1,276 @@
+"""The DA-CLIP restoration pipeline.
+
+RGB float image -> DA-CLIP (degradation probabilities and the UNet's contexts) -> IR-SDE
+sampling with the conditional UNet (optionally in overlapping tiles) -> RGB float image.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any, Callable, Mapping, Optional, Sequence, Union
+
+import numpy as np
+import torch
+
+from .. import imaging, weights
+from ..errors import Cancelled, DaclipError, InvalidImageError, InvalidOptionError
+from ..imaging import unit_to_uint8
+from ..interfaces import Estimate, ProgressCallback, StopCallback
+from ..nn.daclip import DEGRADATIONS, DaCLIP, DegradationClassifier, DegradationEstimate
+from ..nn.unet import ConditionalUNet
+from . import samplers, tiling
+from .devices import memory_budget as memory_budget_bytes
+from .devices import select_device, unet_precision
+from .sde import IRSDESchedule
+
+#: The IR-SDE options of the released models (``test.yml`` of the official code).
+OFFICIAL_SDE = {"max_sigma": 50, "T": 100, "schedule": "cosine", "eps": 0.005}
+DEFAULT_OVERLAP = tiling.DEFAULT_OVERLAP
+def _check_rgb(rgb: np.ndarray) -> None:
+    if not isinstance(rgb, np.ndarray) or rgb.ndim != 3 or rgb.shape[-1] != 3 or rgb.size == 0:
+        raise InvalidImageError(f"expected a non-empty (H, W, 3) RGB image, got shape {getattr(rgb, 'shape', None)}")
+    imaging.check_size(*rgb.shape[:2])
+    if not np.isfinite(rgb).all():
+        raise InvalidImageError("the image has NaN or infinite values")
+
+
+def tile_size_for(
+    shape, tile_size: Optional[int], overlap: int, unet: ConditionalUNet, memory_budget: Optional[int] = None
+) -> tuple[int, int]:
+    """The tiles of ``unet``'s calls on an image of ``shape`` (see :func:`daclip_plugin.engine.tiling.resolve_tile_size`).
+
+    ``tile_size=None`` decides by ``memory_budget`` (MiB; ``None``: see
+    :func:`daclip_plugin.engine.devices.memory_budget`). Errors are :class:`InvalidOptionError`.
+    """
+    device = next(unet.parameters()).device
+    budget = memory_budget_bytes(device, memory_budget) if tile_size is None else 0
+    try:
+        return tiling.resolve_tile_size(shape, tile_size, overlap, unet.working_bytes_per_pixel(), budget)
+    except ValueError as exc:
+        raise InvalidOptionError(str(exc)) from None
+
+
+class ConditionedModel:
+    """A DA-CLIP model and a UNet conditioned on its contexts: the shared part of the restorers.
+
+    Images are ``float32`` ``(H, W, 3)`` RGB arrays in ``[0, 1]``
+    (see :func:`daclip_plugin.imaging.normalize` for other inputs).
+    """
+
+    def __init__(
+        self, daclip: DaCLIP, unet: ConditionalUNet, prompts: Sequence[str] = DEGRADATIONS, clip_view: str = "resize"
+    ):
+        self.daclip = daclip.eval()
+        self.unet = unet.eval()
+        self.prompts = tuple(prompts)
+        self.classifier = DegradationClassifier(self.daclip, self.prompts, view=clip_view)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.unet.parameters()).device
+
+    def estimate(self, rgb: np.ndarray) -> DegradationEstimate:
+        """One DA-CLIP pass: degradation probabilities and the UNet's contexts."""
+        _check_rgb(rgb)
+        return self.classifier.estimate(unit_to_uint8(rgb))
+
+    def classify(self, rgb: np.ndarray) -> dict[str, float]:
+        """Probability of each degradation prompt."""
+        return classify_rgb(self.classifier, rgb)
+
+    def conditioning(self, rgb: np.ndarray) -> Estimate:
+        """:meth:`estimate` as a restorer's :class:`~daclip_plugin.interfaces.Estimate` (contexts on the CPU)."""
+        found = self.estimate(rgb)
+        contexts = {"degradation": found.degra_context.cpu(), "image": found.image_context.cpu()}
+        return Estimate(found.as_dict(), contexts)
+
+    def contexts(self, rgb: np.ndarray, estimate: Optional[Estimate] = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The UNet's ``(degradation, image)`` contexts on its device: from ``estimate``, or one DA-CLIP pass."""
+        if estimate is None:
+            found = self.estimate(rgb)
+            return found.degra_context, found.image_context
+        _check_rgb(rgb)
+        degradation, image = (estimate.contexts.get(key) for key in ("degradation", "image"))
+        model = self.daclip.logit_scale  # the device and dtype of DA-CLIP's own contexts
+        expected = (1, self.classifier.text_features.shape[-1])
+        if not all(torch.is_tensor(c) and tuple(c.shape) == expected for c in (degradation, image)):
+            raise DaclipError(
+                f"this estimate does not fit the model: it needs DA-CLIP contexts of shape {expected} "
+                "(an estimate made by a DA-CLIP restorer with the same model)"
+            )
+        return degradation.to(model.device, model.dtype), image.to(model.device, model.dtype)
+
+
+class DaclipPipeline(ConditionedModel):
+    """A loaded DA-CLIP model and IR-SDE restoration UNet, ready to classify and restore images."""
+
+    def __init__(
+        self,
+        daclip: DaCLIP,
+        unet: ConditionalUNet,
+        schedule: Optional[IRSDESchedule] = None,
+        prompts: Sequence[str] = DEGRADATIONS,
+        clip_view: str = "resize",
+    ):
+        super().__init__(daclip, unet, prompts, clip_view)
+        self.schedule = schedule if schedule is not None else IRSDESchedule.from_config(OFFICIAL_SDE)
+
+    @torch.no_grad()
+    def restore(
+        self,
+        rgb: np.ndarray,
+        *,
+        sampler: str = samplers.DEFAULT_SAMPLER,
+        sampler_options: Optional[Mapping[str, Any]] = None,
+        seed: Optional[int] = 0,
+        tile_size: Optional[int] = None,
+        tile_overlap: int = DEFAULT_OVERLAP,
+        memory_budget: Optional[int] = None,
+        precision: str = "fp32",
+        progress: Optional[ProgressCallback] = None,
+        should_stop: Optional[StopCallback] = None,
+        estimate: Optional[Estimate] = None,
+    ) -> np.ndarray:
+        """Restore ``rgb`` by IR-SDE sampling; returns a ``float32`` image in ``[0, 1]``.
+
+        ``sampler`` names a sampler of :mod:`daclip_plugin.engine.samplers`, and ``sampler_options``
+        its own options (MaRS: ``steps``, ``solver``, ``order``, ``time_schedule``, ...).
+        ``seed`` makes the run reproducible on a given device (``None``: fresh randomness).
+        ``tile_size`` bounds the UNet's input (``None``: tiles only when one call would need
+        more than ``memory_budget`` MiB, see :func:`tile_size_for`; ``0``: never). ``precision`` is one of :data:`PRECISIONS`.
+        ``progress(calls, total)`` is called after every network call and ``should_stop()``
+        is polled before each one. ``estimate`` (see :meth:`conditioning`) steers the UNet
+        instead of a DA-CLIP pass over ``rgb``.
+        """
+        sample = samplers.get(sampler).load()
+        if should_stop is not None and should_stop():
+            raise Cancelled("stopped before DA-CLIP ran")
+        contexts = self.contexts(rgb, estimate)
+        device = self.device
+        lq = torch.from_numpy(np.ascontiguousarray(rgb, dtype=np.float32)).permute(2, 0, 1)[None].to(device)
+        tile, overlap = tile_size_for(lq.shape[-2:], tile_size, tile_overlap, self.unet, memory_budget)
+        noise_fn = self._noise_fn(lq, contexts, tile, overlap)
+        generator = torch.Generator(device=device)
+        if seed is None:
+            generator.seed()
+        else:
+            generator.manual_seed(int(seed))
+        with unet_precision(device, precision):
+            out = sample(
+                noise_fn, lq, self.schedule, generator=generator, progress=progress, should_stop=should_stop,
+                **dict(sampler_options or {}),
+            )
+        return out.clamp_(0, 1)[0].permute(1, 2, 0).float().cpu().numpy()
+
+    def _noise_fn(self, lq: torch.Tensor, contexts: tuple[torch.Tensor, torch.Tensor], tile: int, overlap: int):
+        degradation, image = contexts
+
+        def predict(x, cond, t):
+            return self.unet(x, cond, t, text_context=degradation, image_context=image).float()
+
+        if not tile:
+            return lambda x, t: predict(x, lq, t)
+        return lambda x, t: tiling.apply_tiled(lambda xs, cs: predict(xs, cs, t), x, lq, tile, overlap)
+
+
+def _file_key(path: Path) -> tuple[str, int, int]:
+    if not path.is_file():
+        raise DaclipError(f"checkpoint file not found: {path}")
+    stat = path.stat()
+    return str(path.resolve()), stat.st_mtime_ns, stat.st_size
+
+
+#: Loaded modules (DA-CLIP models and UNets) by (kind, file, architecture hint, device);
+#: the newest few are kept.
+_loaded: "OrderedDict[tuple, object]" = OrderedDict()
+_KEEP_LOADED = 6
+
+
+def cached_module(kind: str, path: Union[str, Path], device: str, load: Callable[[], object], hint=None):
+    """The module ``load()`` returns for file ``path``, reused while the file is unchanged.
+
+    Keyed by ``kind`` (``"daclip"`` or ``"unet"``), the file (path, size and modification
+    time), the architecture ``hint`` it is loaded with and ``device``; the newest
+    :data:`_KEEP_LOADED` modules are kept. Shared by every loader (IR-SDE pipeline, direct
+    restorer), so a DA-CLIP file used by both is loaded once.
+    """
+    key = (kind, _file_key(Path(path)), device, json.dumps(hint, sort_keys=True, default=str))
+    if key in _loaded:
+        _loaded.move_to_end(key)
+    else:
+        _loaded[key] = load()
+        while len(_loaded) > _KEEP_LOADED:
+            _loaded.popitem(last=False)
+    return _loaded[key]
+
+
+def _load_for_inference(resolved: weights.ResolvedModel, role: str, device: str):
+    """Load one file of ``resolved``; a DA-CLIP keeps the degradation prompts' features, not its text tower."""
+    module = weights.load_file(resolved, role, device)
+    if role == "daclip":
+        module.release_text_tower(keep=[DEGRADATIONS], source=lambda: weights.load_file(resolved, role, device))
+    return module
+
+
+def _load_models(resolved: weights.ResolvedModel, device: str) -> weights.LoadedModel:
+    """Load every file of ``resolved`` on ``device``, reusing modules loaded before."""
+    modules = {
+        role: cached_module(
+            "daclip" if role == "daclip" else "unet",
+            resolved.path(role),
+            device,
+            lambda role=role: _load_for_inference(resolved, role, device),
+            weights.config_hint(resolved, role),
+        )
+        for role in resolved.roles
+    }
+    return weights.LoadedModel(modules.get("daclip"), modules.get("unet"), resolved, modules.get("direct"))
+
+
+def load_pipeline(
+    model: str = weights.DEFAULT_MODEL,
+    *,
+    daclip_path: Optional[Union[str, Path]] = None,
+    unet_path: Optional[Union[str, Path]] = None,
+    download: bool = False,
+    progress: Optional[ProgressCallback] = None,
+    device: Union[str, torch.device, None] = "auto",
+    prompts: Sequence[str] = DEGRADATIONS,
+) -> DaclipPipeline:
+    """The pipeline of a registered model (see :func:`daclip_plugin.weights.resolve`) on ``device``.
+
+    Explicit file paths override the model's own. Loaded models are kept for reuse, keyed by
+    file (path, size and modification time) and device, so repeated calls cost only the
+    prompts' text encoding. ``download=True`` fetches missing files, reporting
+    ``progress(bytes_done, bytes_total)``.
+    """
+    resolved = weights.resolve(
+        model, daclip_path=daclip_path, unet_path=unet_path, roles=("daclip", "unet"), download=download,
+        progress=progress,
+    )
+    loaded = _load_models(resolved, str(select_device(device)))
+    sde = IRSDESchedule.from_config(resolved.spec.sde or OFFICIAL_SDE)
+    return DaclipPipeline(loaded.daclip, loaded.unet, sde, tuple(prompts), resolved.spec.clip_view)
+
+
+def load_classifier(
+    model: str = weights.DEFAULT_MODEL,
+    *,
+    daclip_path: Optional[Union[str, Path]] = None,
+    download: bool = False,
+    progress: Optional[ProgressCallback] = None,
+    device: Union[str, torch.device, None] = "auto",
+    prompts: Sequence[str] = DEGRADATIONS,
+) -> DegradationClassifier:
+    """The degradation classifier of a registered model: its DA-CLIP file only (no UNet is resolved or loaded)."""
+    resolved = weights.resolve(model, daclip_path=daclip_path, roles=("daclip",), download=download, progress=progress)
+    loaded = _load_models(resolved, str(select_device(device)))
+    return DegradationClassifier(loaded.daclip, tuple(prompts), view=resolved.spec.clip_view)
+
+
+def classify_rgb(classifier: DegradationClassifier, rgb: np.ndarray) -> dict[str, float]:
+    """``classifier``'s probabilities for a float RGB image in [0, 1] (checked first)."""
+    _check_rgb(rgb)
+    return classifier.estimate(unit_to_uint8(rgb)).as_dict()
