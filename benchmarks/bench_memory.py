@@ -29,12 +29,11 @@ UNET_CHILD = """
 import json, resource, sys, time
 import torch
 sys.path.insert(0, {root!r})
-from daclip_plugin import checkpoints
-from daclip_plugin.hooks.models import TINY_UNET_CFG
-configs = {{**checkpoints.RELEASED_UNET_CONFIGS, "tiny": TINY_UNET_CFG}}
+from daclip_plugin.nn import configs
+from daclip_plugin.nn.unet import ConditionalUNet
 torch.manual_seed(0)
-cfg = configs[{arch!r}]
-unet = checkpoints.ConditionalUNet(**cfg).eval()
+cfg = configs.config("unet", {arch!r})
+unet = ConditionalUNet(**cfg).eval()
 context = torch.randn(1, cfg["context_dim"])
 x = torch.rand(1, 3, {height}, {width})
 cond = torch.rand(1, 3, {height}, {width})

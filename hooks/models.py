@@ -15,7 +15,6 @@ unresized 112 px crops, so it sees images as unresized tiles (``clip_view="tiles
 """
 
 from daclip_plugin.hookspecs import hookimpl
-from daclip_plugin.models.tiny import TINY_CLIP_CFG, TINY_UNET_CFG
 from daclip_plugin.weights import OFFICIAL_REPO, ModelSpec, WeightFile
 
 OFFICIAL_MODELS = (
@@ -61,9 +60,9 @@ TINY_MODEL = ModelSpec(
     direct=WeightFile.in_package(
         TINY_PACKAGE, "direct_tiny.pth", sha256="f9589bc9cb9686d6b137229d493dddab983561efac1dcf26b1977c7db19b232b"
     ),
-    clip_cfg=TINY_CLIP_CFG,
-    unet_cfg=TINY_UNET_CFG,
-    direct_cfg=TINY_UNET_CFG,
+    clip_cfg="tiny",
+    unet_cfg="tiny",
+    direct_cfg="tiny",
     restorer="daclip-direct",
     clip_view="tiles",
 )

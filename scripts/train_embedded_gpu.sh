@@ -115,8 +115,11 @@ import json, sys, time
 from pathlib import Path
 import numpy as np
 import torch
-from daclip_plugin import checkpoints, degradations, training
-from daclip_plugin.direct import load_daclip_quietly, load_direct_restorer
+from daclip_plugin import training
+from daclip_plugin.data import degradations, sources
+from daclip_plugin.engine.direct import DEGRADATIONS, DirectRestorer
+from daclip_plugin.training.models import load_daclip_quietly
+from daclip_plugin.weights import checkpoints
 
 work, device, clip_view = Path(sys.argv[1]), sys.argv[2], sys.argv[3]
 files = {stage: work / name for stage, name in training.FILE_NAMES.items()}
@@ -138,8 +141,9 @@ check["train_seconds"] = {stage: entry["train_seconds"] for stage, entry in prov
 # One full held-out photograph per degradation, restored in one pass by the direct restorer.
 full = {}
 if "direct" in files:
-    restorer = load_direct_restorer(files["daclip"], files["direct"], device=device, clip_view=clip_view)
-    clean = degradations.clean_images("eval")["coffee"][:256, :256]
+    restorer = DirectRestorer(load_daclip_quietly(files["daclip"], device), checkpoints.load_unet(files["direct"], device=device),
+                              DEGRADATIONS, clip_view)
+    clean = sources.clean_images("eval")["coffee"][:256, :256]
 for name in degradations.DEGRADATIONS if "direct" in files else ():
     lq = degradations.degrade(clean, name, 123)
     start = time.perf_counter()

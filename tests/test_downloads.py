@@ -116,7 +116,7 @@ def test_a_modified_embedded_file_is_refused_when_loaded(install_plugin, fresh_p
     install_plugin("pocket", f"""
         from daclip_plugin import hookimpl
         from daclip_plugin.weights import ModelSpec, WeightFile
-        from daclip_plugin.hooks.models import TINY_CLIP_CFG, TINY_UNET_CFG
+        from daclip_plugin.models.tiny import TINY_CLIP_CFG, TINY_UNET_CFG
 
         @hookimpl
         def register_models(register):

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from daclip_plugin import imagefiles
-from daclip_plugin.hooks.models import TINY_UNET_CFG
+from daclip_plugin.models.tiny import TINY_UNET_CFG
 from daclip_plugin.nn.unet import ConditionalUNet
 from daclip_plugin.weights import checkpoints
 

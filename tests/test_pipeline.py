@@ -164,7 +164,7 @@ def test_loaded_daclip_keeps_prompt_features_not_its_text_tower(tmp_path):
     from daclip_plugin.nn.daclip import DEGRADATIONS, DegradationClassifier
     from daclip_plugin.weights.checkpoints import save_daclip
 
-    full = weights.load("tiny", roles=("daclip",)).daclip
+    full = weights.load("tiny", roles=("daclip",), shared=False).daclip
     classifier = load_classifier("tiny", device="cpu")
     assert not classifier.model.has_text_tower and full.has_text_tower
     assert load_pipeline("tiny", device="cpu").classifier.model is classifier.model  # one cached copy

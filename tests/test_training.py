@@ -10,7 +10,7 @@ import torch
 
 from daclip_plugin import cli, training
 from daclip_plugin.data import sources
-from daclip_plugin.engine.direct import DIRECT_TIME, DirectRestorer, direct_restore, load_direct_restorer
+from daclip_plugin.engine.direct import DIRECT_TIME, DirectRestorer, direct_restore, load_model
 from daclip_plugin.engine.pipeline import OFFICIAL_SDE
 from daclip_plugin.engine.sde import IRSDESchedule
 from daclip_plugin.errors import DaclipError
@@ -473,7 +473,8 @@ def test_unet_stage_needs_a_daclip(tmp_path):
 
 def test_direct_restorer_restores_any_size(trained):
     out, _ = trained
-    restorer = load_direct_restorer(out / "daclip_tiny.pt", out / "direct_tiny.pth", device="cpu")
+    files = {"daclip_path": out / "daclip_tiny.pt", "unet_path": out / "direct_tiny.pth", "device": "cpu"}
+    restorer = load_model("tiny", **files)
     assert isinstance(restorer, DirectRestorer)
     image = np.random.default_rng(0).random((37, 50, 3), dtype=np.float32)
     calls = []
@@ -484,7 +485,7 @@ def test_direct_restorer_restores_any_size(trained):
     tiled = restorer.restore(image, tile_size=32, tile_overlap=8)
     assert tiled.shape == image.shape
     assert set(restorer.classify(image)) == set(DEGRADATIONS)
-    assert load_direct_restorer(out / "daclip_tiny.pt", out / "direct_tiny.pth", device="cpu").unet is restorer.unet
+    assert load_model("tiny", **files).unet is restorer.unet
 
 
 def test_cli_train_runs_a_stage(tmp_path, capsys):

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import contextlib
 import threading
-import warnings
 from pathlib import Path
 from typing import Optional, Sequence, Union
 
@@ -30,9 +29,8 @@ from torch import Tensor
 
 from ..errors import Cancelled, WeightsNotFoundError
 from ..interfaces import Estimate, ProgressCallback, StopCallback
-from ..nn.daclip import DEGRADATIONS, DaCLIP
+from ..nn.daclip import DEGRADATIONS
 from ..nn.unet import ConditionalUNet, ResBlock
-from ..weights import checkpoints
 from . import tiling
 from .pipeline import DEFAULT_OVERLAP, ConditionedModel, tile_size_for
 
@@ -137,41 +135,6 @@ def block_progress(
             handle.remove()
 
 
-def load_daclip_quietly(path: Union[str, Path], device="cpu") -> DaCLIP:
-    """:func:`checkpoints.load_daclip` without the attention-heads warning.
-
-    The embedded models use the heads the loader assumes (64-wide), so the warning that the
-    heads cannot be read from the tensors is noise for them.
-    """
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*number of attention heads cannot be read.*")
-        return checkpoints.load_daclip(path, device=device)
-
-
-def load_direct_restorer(
-    daclip_path: Union[str, Path],
-    unet_path: Union[str, Path],
-    *,
-    device: Union[str, torch.device, None] = "auto",
-    prompts: Sequence[str] = DEGRADATIONS,
-    clip_view: str = "resize",
-) -> DirectRestorer:
-    """The direct restorer for a DA-CLIP file and a UNet file (any dtype on disk; fp32 in memory).
-
-    Both load strictly through :mod:`daclip_plugin.weights.checkpoints` (architectures inferred from
-    the tensors or a sidecar ``.json``). Loaded models are kept for reuse, keyed by file
-    (path, size, modification time) and device (see :func:`daclip_plugin.engine.pipeline.cached_module`).
-    ``clip_view`` is how the DA-CLIP sees an image (see :func:`daclip_plugin.nn.daclip.clip_views`).
-    """
-    from .devices import select_device
-    from .pipeline import cached_module
-
-    device = str(select_device(device))
-    daclip = cached_module("daclip", daclip_path, device, lambda: load_daclip_quietly(daclip_path, device=device))
-    unet = cached_module("unet", unet_path, device, lambda: checkpoints.load_unet(unet_path, device=device))
-    return DirectRestorer(daclip, unet, prompts, clip_view)
-
-
 def load_model(
     model: str = "tiny",
     *,
@@ -191,7 +154,6 @@ def load_model(
     """
     from .. import weights
     from .devices import select_device
-    from .pipeline import _load_models
 
     spec = weights.get_model(model)
     if spec.direct is None and unet_path is None:
@@ -201,9 +163,8 @@ def load_model(
             f"Models with direct restorer weights: {others}. Use restorer 'daclip' (IR-SDE diffusion) with "
             f"{spec.name!r}, or give a direct restorer UNet with unet_path=."
         )
-    resolved = weights.resolve(
-        spec, daclip_path=daclip_path, direct_path=unet_path, roles=("daclip", "direct"), download=download,
-        progress=progress,
+    loaded = weights.load(
+        spec, select_device(device), roles=("daclip", "direct"), daclip_path=daclip_path, direct_path=unet_path,
+        download=download, progress=progress,
     )
-    loaded = _load_models(resolved, str(select_device(device)))
     return DirectRestorer(loaded.daclip, loaded.direct, prompts, spec.clip_view)

@@ -6,10 +6,8 @@ sampling with the conditional UNet (optionally in overlapping tiles) -> RGB floa
 
 from __future__ import annotations
 
-import json
-from collections import OrderedDict
 from pathlib import Path
-from typing import Any, Callable, Mapping, Optional, Sequence, Union
+from typing import Any, Mapping, Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -175,60 +173,6 @@ class DaclipPipeline(ConditionedModel):
         return lambda x, t: tiling.apply_tiled(lambda xs, cs: predict(xs, cs, t), x, lq, tile, overlap)
 
 
-def _file_key(path: Path) -> tuple[str, int, int]:
-    if not path.is_file():
-        raise DaclipError(f"checkpoint file not found: {path}")
-    stat = path.stat()
-    return str(path.resolve()), stat.st_mtime_ns, stat.st_size
-
-
-#: Loaded modules (DA-CLIP models and UNets) by (kind, file, architecture hint, device);
-#: the newest few are kept.
-_loaded: "OrderedDict[tuple, object]" = OrderedDict()
-_KEEP_LOADED = 6
-
-
-def cached_module(kind: str, path: Union[str, Path], device: str, load: Callable[[], object], hint=None):
-    """The module ``load()`` returns for file ``path``, reused while the file is unchanged.
-
-    Keyed by ``kind`` (``"daclip"`` or ``"unet"``), the file (path, size and modification
-    time), the architecture ``hint`` it is loaded with and ``device``; the newest
-    :data:`_KEEP_LOADED` modules are kept. Shared by every loader (IR-SDE pipeline, direct
-    restorer), so a DA-CLIP file used by both is loaded once.
-    """
-    key = (kind, _file_key(Path(path)), device, json.dumps(hint, sort_keys=True, default=str))
-    if key in _loaded:
-        _loaded.move_to_end(key)
-    else:
-        _loaded[key] = load()
-        while len(_loaded) > _KEEP_LOADED:
-            _loaded.popitem(last=False)
-    return _loaded[key]
-
-
-def _load_for_inference(resolved: weights.ResolvedModel, role: str, device: str):
-    """Load one file of ``resolved``; a DA-CLIP keeps the degradation prompts' features, not its text tower."""
-    module = weights.load_file(resolved, role, device)
-    if role == "daclip":
-        module.release_text_tower(keep=[DEGRADATIONS], source=lambda: weights.load_file(resolved, role, device))
-    return module
-
-
-def _load_models(resolved: weights.ResolvedModel, device: str) -> weights.LoadedModel:
-    """Load every file of ``resolved`` on ``device``, reusing modules loaded before."""
-    modules = {
-        role: cached_module(
-            "daclip" if role == "daclip" else "unet",
-            resolved.path(role),
-            device,
-            lambda role=role: _load_for_inference(resolved, role, device),
-            weights.config_hint(resolved, role),
-        )
-        for role in resolved.roles
-    }
-    return weights.LoadedModel(modules.get("daclip"), modules.get("unet"), resolved, modules.get("direct"))
-
-
 def load_pipeline(
     model: str = weights.DEFAULT_MODEL,
     *,
@@ -241,18 +185,16 @@ def load_pipeline(
 ) -> DaclipPipeline:
     """The pipeline of a registered model (see :func:`daclip_plugin.weights.resolve`) on ``device``.
 
-    Explicit file paths override the model's own. Loaded models are kept for reuse, keyed by
-    file (path, size and modification time) and device, so repeated calls cost only the
-    prompts' text encoding. ``download=True`` fetches missing files, reporting
+    Explicit file paths override the model's own. The modules are the shared ones of
+    :func:`daclip_plugin.weights.load`, loaded once per file and device. ``download=True`` fetches missing files, reporting
     ``progress(bytes_done, bytes_total)``.
     """
-    resolved = weights.resolve(
-        model, daclip_path=daclip_path, unet_path=unet_path, roles=("daclip", "unet"), download=download,
-        progress=progress,
+    loaded = weights.load(
+        model, select_device(device), roles=("daclip", "unet"), daclip_path=daclip_path, unet_path=unet_path,
+        download=download, progress=progress,
     )
-    loaded = _load_models(resolved, str(select_device(device)))
-    sde = IRSDESchedule.from_config(resolved.spec.sde or OFFICIAL_SDE)
-    return DaclipPipeline(loaded.daclip, loaded.unet, sde, tuple(prompts), resolved.spec.clip_view)
+    sde = IRSDESchedule.from_config(loaded.spec.sde or OFFICIAL_SDE)
+    return DaclipPipeline(loaded.daclip, loaded.unet, sde, tuple(prompts), loaded.spec.clip_view)
 
 
 def load_classifier(
@@ -265,9 +207,10 @@ def load_classifier(
     prompts: Sequence[str] = DEGRADATIONS,
 ) -> DegradationClassifier:
     """The degradation classifier of a registered model: its DA-CLIP file only (no UNet is resolved or loaded)."""
-    resolved = weights.resolve(model, daclip_path=daclip_path, roles=("daclip",), download=download, progress=progress)
-    loaded = _load_models(resolved, str(select_device(device)))
-    return DegradationClassifier(loaded.daclip, tuple(prompts), view=resolved.spec.clip_view)
+    loaded = weights.load(
+        model, select_device(device), roles=("daclip",), daclip_path=daclip_path, download=download, progress=progress
+    )
+    return DegradationClassifier(loaded.daclip, tuple(prompts), view=loaded.spec.clip_view)
 
 
 def classify_rgb(classifier: DegradationClassifier, rgb: np.ndarray) -> dict[str, float]:

@@ -118,6 +118,12 @@ class DaCLIP(nn.Module):
         return self.clip.encode_text(tokens, normalize=normalize)
 
     @property
+    def can_encode_prompts(self) -> bool:
+        """Whether the text tower takes the CLIP tokenizer's tokens (its vocabulary and context are as large)."""
+        clip, tokenizer = self.clip, _tokenizer()
+        return self.has_text_tower and clip.vocab_size >= tokenizer.vocab_size and clip.context_length >= tokenizer.context_length
+
+    @property
     def has_text_tower(self) -> bool:
         """False once :meth:`release_text_tower` has freed it."""
         return self.clip.transformer is not None
@@ -130,6 +136,12 @@ class DaCLIP(nn.Module):
             source = self if self.has_text_tower else self._text_source() if self._text_source else None
             if source is None:
                 raise DaclipError("this DA-CLIP's text tower was released, so it cannot encode new prompts")
+            if not source.can_encode_prompts:
+                raise DaclipError(
+                    f"this DA-CLIP's text tower ({source.clip.vocab_size} tokens, context {source.clip.context_length}) "
+                    "cannot take the CLIP tokenizer's prompts "
+                    f"({_tokenizer().vocab_size} tokens, context {_tokenizer().context_length})"
+                )
             device = source.logit_scale.device
             self._prompt_features[key] = source.encode_text(tokenize(key).to(device), normalize=True).detach()
         return self._prompt_features[key].to(self.logit_scale.device, self.logit_scale.dtype)

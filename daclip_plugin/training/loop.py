@@ -13,7 +13,6 @@ from typing import Optional
 import numpy as np
 import torch
 
-from ..engine.direct import load_daclip_quietly
 from ..engine.pipeline import OFFICIAL_SDE
 from ..engine.sde import IRSDESchedule
 from ..errors import CheckpointError, DaclipError
@@ -29,6 +28,7 @@ from .models import (
     build_daclip,
     context_dim_of,
     initialise_from,
+    load_daclip_quietly,
     lr_factor,
     param_groups,
     to_device,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import math
+import warnings
 from pathlib import Path
 from typing import Callable, Mapping
 
@@ -11,7 +12,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..engine.direct import load_daclip_quietly
 from ..errors import DaclipError
 from ..nn.daclip import DaCLIP
 from ..nn.unet import ConditionalUNet
@@ -120,3 +120,14 @@ def autocast_factory(device: torch.device, enabled: bool) -> Callable:
     if device.type == "cuda" and enabled:
         return lambda: torch.autocast("cuda", dtype=torch.bfloat16)
     return lambda: torch.autocast(device.type, enabled=False)
+
+
+def load_daclip_quietly(path, device="cpu") -> DaCLIP:
+    """:func:`~daclip_plugin.weights.checkpoints.load_daclip` without the attention-heads warning.
+
+    The embedded models use the heads the loader assumes (64-wide), so the warning that the
+    heads cannot be read from the tensors is noise for them.
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*number of attention heads cannot be read.*")
+        return checkpoints.load_daclip(path, device=device)

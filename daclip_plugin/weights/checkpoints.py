@@ -29,29 +29,14 @@ import torch
 from torch import nn
 
 from ..errors import CheckpointError
+from ..nn import configs
 from ..nn.daclip import DaCLIP
 from ..nn.unet import ConditionalUNet
 
-_TEXT_77 = {"context_length": 77, "vocab_size": 49408}
-RELEASED_DACLIP_CONFIGS = {
-    "daclip_ViT-B-32": {
-        "embed_dim": 512,
-        "vision_cfg": {"image_size": 224, "layers": 12, "width": 768, "patch_size": 32},
-        "text_cfg": {**_TEXT_77, "width": 512, "heads": 8, "layers": 12},
-    },
-    "daclip_ViT-L-14": {
-        "embed_dim": 768,
-        "vision_cfg": {"image_size": 224, "layers": 24, "width": 1024, "patch_size": 14},
-        "text_cfg": {**_TEXT_77, "width": 768, "heads": 12, "layers": 12},
-    },
-}
+RELEASED_DACLIP_CONFIGS = {name: configs.config("daclip", name) for name in ("daclip_ViT-B-32", "daclip_ViT-L-14")}
 """open_clip configs of the released DA-CLIP models (the ``_mix`` variant shares ViT-B-32's)."""
 
-_UNIVERSAL = {"in_nc": 3, "out_nc": 3, "nf": 64, "ch_mult": [1, 2, 4, 8], "use_image_context": True}
-RELEASED_UNET_CONFIGS = {
-    "universal-ir": {**_UNIVERSAL, "context_dim": 512, "use_degra_context": True, "scale": 1},
-    "wild-ir": {**_UNIVERSAL, "context_dim": 768, "use_degra_context": False, "scale": 0.5},
-}
+RELEASED_UNET_CONFIGS = {name: configs.config("unet", name) for name in ("universal-ir", "wild-ir")}
 """ConditionalUNet configs of the released restoration models."""
 
 _HEAD_WIDTH = 64

@@ -102,10 +102,10 @@ class WeightFile:
 class ModelSpec:
     """A named set of DA-CLIP and UNet weights, with architecture hints for loading them.
 
-    ``clip_cfg`` is the open_clip config dict of the DA-CLIP model, or the name of a released
-    one in :data:`daclip_plugin.weights.checkpoints.RELEASED_DACLIP_CONFIGS` (``"daclip_ViT-B-32"``);
-    ``unet_cfg`` the ``ConditionalUNet`` keyword arguments, or a name in
-    :data:`~daclip_plugin.weights.checkpoints.RELEASED_UNET_CONFIGS` (``"universal-ir"``). ``None``
+    ``clip_cfg`` is the open_clip config dict of the DA-CLIP model, or the name of a DA-CLIP
+    architecture of :mod:`daclip_plugin.nn.configs` (``"daclip_ViT-B-32"``, ``"tiny"``);
+    ``unet_cfg`` the ``ConditionalUNet`` keyword arguments, or the name of a UNet architecture
+    there (``"universal-ir"``, ``"tiny"``). ``None``
     lets :mod:`daclip_plugin.weights.checkpoints` read the architecture from the file. ``sde`` holds
     the IR-SDE options the UNet was trained with (``None``: the official ones).
 

@@ -15,23 +15,9 @@
 Resolve them with ``daclip_plugin.weights.resolve("tiny")``; no download is ever needed.
 """
 
-#: The architecture of ``daclip_tiny.pt``: 64-wide heads in both towers (what the checkpoint
-#: loader assumes without a sidecar), 112 px input, 49 patches of 16 px; 5.2 M parameters,
-#: 10.5 MB in fp16.
-TINY_CLIP_CFG = {
-    "embed_dim": 64,
-    "vision_cfg": {"image_size": 112, "layers": 4, "width": 128, "patch_size": 16, "head_width": 64},
-    "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 64, "heads": 1, "layers": 3},
-}
-#: The architecture of both embedded UNets (``context_dim``: the DA-CLIP's ``embed_dim``);
-#: 3.0 M parameters, 6.0 MB in fp16.
-TINY_UNET_CFG = {
-    "in_nc": 3,
-    "out_nc": 3,
-    "nf": 32,
-    "ch_mult": [1, 2, 2, 3],
-    "context_dim": 64,
-    "use_degra_context": True,
-    "use_image_context": True,
-    "scale": 1,
-}
+from ...nn import configs
+
+#: The architecture of ``daclip_tiny.pt`` (``nn/model_configs/daclip/tiny.json``).
+TINY_CLIP_CFG = configs.config("daclip", "tiny")
+#: The architecture of both embedded UNets (``nn/model_configs/unet/tiny.json``).
+TINY_UNET_CFG = configs.config("unet", "tiny")
