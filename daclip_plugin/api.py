@@ -57,6 +57,33 @@ def preferred_restorer(model: Optional[str] = None) -> str:
     return getattr(weights.get_model(model), "restorer", None) or DEFAULT_RESTORER
 
 
+def steers_itself(restorer: str) -> bool:
+    """Whether ``restorer`` is steered by its own degradation estimate (it implements ``estimate``).
+
+    Its estimate's probabilities are then the ones that steered a restoration, and no
+    classifier needs to run beside it.
+    """
+    return type(get_restorer(restorer)).estimate is not Restorer.estimate
+
+
+def classifier_for(restorer: str) -> Optional[str]:
+    """The classifier whose probabilities go with ``restorer``'s results, or ``None``.
+
+    The one registered under the restorer's name; else, for a restorer that
+    :func:`steers_itself` (a DA-CLIP restorer), :data:`DEFAULT_CLASSIFIER`, whose numbers its
+    own estimate already holds (DA-CLIP runs once per image). A restorer without either gets
+    no classifier unless one is asked for: nothing runs DA-CLIP, or needs its weights, behind
+    the user's back. The rule of the command line, the napari panel and console, and the
+    evaluation.
+    """
+    names = plugins.classifiers()
+    if restorer in names:
+        return restorer
+    if DEFAULT_CLASSIFIER in names and steers_itself(restorer):
+        return DEFAULT_CLASSIFIER
+    return None
+
+
 def split_options(
     given: Mapping[str, Any], restorer: str, classifier: Optional[str]
 ) -> tuple[dict[str, Any], dict[str, Any]]:

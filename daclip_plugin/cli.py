@@ -167,7 +167,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
     from . import api, batch, imagefiles, outputs
 
     restorer = args.restorer or api.preferred_restorer(getattr(args, "model", None))
-    classifier = None if args.no_classify else args.classifier
+    classifier = None if args.no_classify else args.classifier or api.classifier_for(restorer)
     options, classify_options = api.split_options(given(args), restorer, classifier)
     options = options_of(api.get_restorer(restorer)).check(f"restorer {restorer!r}", options)
     sources = batch.find_inputs(args.images)
@@ -279,7 +279,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from . import api, evaluation
 
     restorer = args.restorer or api.preferred_restorer(getattr(args, "model", None))
-    classifier = None if args.classifier.lower() == "none" else args.classifier
+    classifier = None if (args.classifier or "").lower() == "none" else args.classifier or evaluation.AUTO
     report = evaluation.evaluate(
         args.root,
         restorer=restorer,
@@ -304,7 +304,10 @@ def _add_max_pixels(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The parser; the restore, classify and evaluate flags come from the components' declared options."""
+    """The parser; the restore, classify and evaluate flags come from the components' declared options,
+    the train flags from :class:`daclip_plugin.training.config.TrainConfig`."""
+    from .training import config as training_config
+
     component_options = declared(plugins.restorers(), plugins.classifiers())
     classifier_options = declared(plugins.classifiers())
     parser = argparse.ArgumentParser(
@@ -325,37 +328,7 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("name", nargs="?", metavar="NAME", help="model name (default: every model)")
     verify.set_defaults(run=cmd_verify)
     train = commands.add_parser("train", help=cmd_train.__doc__)
-    train.add_argument("stage", choices=("daclip", "irsde", "direct"), help="what to train")
-    train.add_argument("--out", required=True, metavar="DIR", help="folder for the models, state, log and provenance.json")
-    train.add_argument("--preset", choices=("cpu", "gpu"), help="defaults of the options below (default: cpu)")
-    train.add_argument("--steps", type=int, help="total training steps (counted across --resume)")
-    train.add_argument("--max-minutes", type=float, help="total training time (counted across --resume)")
-    train.add_argument("--batch", type=int, help="samples per step")
-    train.add_argument("--patch", type=int, help="UNet training patch size (irsde, direct)")
-    train.add_argument("--lr", type=float, help="peak learning rate")
-    train.add_argument("--workers", type=int, help="data loader processes")
-    train.add_argument("--device", help="auto (default), cpu, cuda, cuda:1, ...")
-    train.add_argument("--seed", type=int, help="random seed (default 0)")
-    train.add_argument("--resume", action="store_true", help="continue from DIR/STAGE_state.pt")
-    train.add_argument("--daclip", metavar="FILE", help="the trained DA-CLIP (default: DIR/daclip_tiny.pt)")
-    train.add_argument("--init", metavar="FILE", help="start from these weights (a saved model of the same stage)")
-    train.add_argument("--crop-min", type=int, metavar="PX", help="smallest training crop (default: the DA-CLIP input size)")
-    train.add_argument("--crop-max", type=int, metavar="PX", help="largest training crop (default: crop-min + 64)")
-    train.add_argument(
-        "--clip-view", choices=("resize", "tiles"),
-        help="how the DA-CLIP sees an image: resize (official, default) or tiles (unresized tiles of its input size)",
-    )
-    train.add_argument(
-        "--loss", choices=("l1", "log-l1"),
-        help="direct stage only: l1 (default) or log-l1 (mean of log per-patch L1: weighs subtle degradations like strong ones)",
-    )
-    train.add_argument(
-        "--degradation-weights", metavar="NAME=W,...",
-        help="sample these degradations W times as often (others 1; 0 leaves one out), e.g. raindrop=4",
-    )
-    train.add_argument("--checkpoint-every", type=int, metavar="N", help="save the training state every N steps")
-    train.add_argument("--eval-per-class", type=int, metavar="N", help="held-out evaluation crops per degradation")
-    train.add_argument("--eval-size", type=int, metavar="PX", help="held-out evaluation crop size (irsde, direct)")
+    training_config.add_flags(train)
     train.set_defaults(run=cmd_train)
     mix = commands.add_parser("interpolate", help=cmd_interpolate.__doc__)
     mix.add_argument("first", metavar="FIRST", help="a saved UNet (e.g. the conservative restorer)")
@@ -377,7 +350,11 @@ def build_parser() -> argparse.ArgumentParser:
     restore.add_argument("images", nargs="+", metavar="IMAGE", help="image files, folders or glob patterns ('*.png')")
     restore.add_argument("-o", "--output", metavar="PATH", help="output file, or folder for several images")
     restore.add_argument("--restorer", help="restorer name (default: the model's preferred one)")
-    restore.add_argument("--classifier", default="daclip", help="classifier for the printed probabilities")
+    restore.add_argument(
+        "--classifier",
+        help="classifier for the printed probabilities of restorers without their own estimate "
+        "(default: the restorer's namesake, else daclip for DA-CLIP restorers)",
+    )
     restore.add_argument("--side-by-side", action="store_true", help="also write NAME_compare.png (input | output)")
     restore.add_argument("--no-classify", action="store_true", help="do not print degradation probabilities")
     restore.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
@@ -401,7 +378,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate = commands.add_parser("evaluate", help=cmd_evaluate.__doc__)
     evaluate.add_argument("root", metavar="ROOT", help="benchmark folder: ROOT/<degradation>/LQ/*.png and GT/*.png")
     evaluate.add_argument("--restorer", help="restorer name (default: the model's preferred one)")
-    evaluate.add_argument("--classifier", default="daclip", help="classifier name, or 'none' (default: daclip)")
+    evaluate.add_argument(
+        "--classifier", help="classifier name, or 'none' (default: the restorer's namesake, else daclip for DA-CLIP restorers)"
+    )
     evaluate.add_argument("--limit", type=int, metavar="N", help="only the first N images of each degradation")
     evaluate.add_argument("--json", metavar="FILE", help="also write the report as JSON")
     evaluate.add_argument("-q", "--quiet", action="store_true", help="no progress bar")

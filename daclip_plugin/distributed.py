@@ -22,7 +22,7 @@ from typing import Any, Callable, Iterator, Optional, Sequence, Union
 
 import numpy as np
 
-from . import api, batch, imagefiles, imaging, outputs
+from . import api, batch, imagefiles, imaging, outputs, persist
 from .batch import FileResult
 from .engine.devices import available_memory
 from .errors import DaclipError, InvalidImageError, InvalidOptionError
@@ -98,7 +98,7 @@ def _remove_partials(planned: Sequence[outputs.Output]) -> None:
     for item in planned:
         for target in (item.target, item.compare):
             if target is not None:
-                imagefiles.remove_partials(target)
+                persist.remove_partials(target)
 
 
 def restore_files(

@@ -9,9 +9,7 @@ permissions), and a format that cannot hold the data is refused instead of losin
 
 from __future__ import annotations
 
-import glob
 import os
-import secrets
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -20,6 +18,7 @@ import numpy as np
 from PIL import Image, ImageOps, ImageSequence, UnidentifiedImageError
 
 from .errors import DaclipError, InvalidImageError
+from .persist import replacing
 
 #: Files declaring more pixels than this (per frame) are refused before they are decoded.
 DEFAULT_MAX_PIXELS = 150_000_000
@@ -224,18 +223,6 @@ def format_problem(suffix: str, dtype: np.dtype, channels: int, frames: int) -> 
     return None if fits else f"a {suffix} file cannot hold {what} ({suffix} holds {FORMATS[suffix]}); use .tif"
 
 
-#: The ending of the file a write goes to before it is renamed into place.
-PARTIAL = ".partial"
-
-
-def remove_partials(path) -> None:
-    """Remove what writes of ``path`` by killed processes left beside it (half-written files)."""
-    path = Path(path)
-    if path.parent.is_dir():
-        for partial in path.parent.glob(f".{glob.escape(path.name)}.*{PARTIAL}"):
-            partial.unlink(missing_ok=True)
-
-
 def write_image(path, data: np.ndarray, *, frames: int = 1) -> Path:
     """Write ``data`` to ``path`` in the format of its suffix, atomically.
 
@@ -250,14 +237,8 @@ def write_image(path, data: np.ndarray, *, frames: int = 1) -> Path:
     if problem:
         raise DaclipError(f"cannot write {path}: {problem}")
     path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}{PARTIAL}")
-    try:
-        with open(partial, "xb") as stream:  # a new file, with the permissions the umask gives
-            _encode(stream, path.suffix.lower(), data, frames)
-        os.replace(partial, path)
-    except BaseException:
-        partial.unlink(missing_ok=True)
-        raise
+    with replacing(path) as partial, open(partial, "xb") as stream:  # a new file, with the permissions the umask gives
+        _encode(stream, path.suffix.lower(), data, frames)
     return path
 
 

@@ -36,7 +36,7 @@ import numpy as np
 
 from . import api
 from .errors import Cancelled, DaclipError, InvalidImageError
-from .interfaces import Estimate, Restorer
+from .interfaces import Estimate
 from .options import of as options_of
 
 __all__ = [
@@ -73,12 +73,6 @@ class StackProgress:
     slices: int
     step: int
     steps: int
-
-    @property
-    def fraction(self) -> float:
-        """How much of the whole run is done, in ``[0, 1]``."""
-        within = self.step / self.steps if self.steps else 0.0
-        return min(1.0, (self.slice + within) / max(self.slices, 1))
 
     def describe(self) -> str:
         """``"slice 2/5, step 40/100"`` (the parts that apply)."""
@@ -242,7 +236,7 @@ def _restore(
         raise DaclipError(f"conditioning must be one of {', '.join(CONDITIONING)}; got {conditioning!r}")
     component = api.get_restorer(restorer)  # an unknown name fails before any work
     options = dict(options_of(component).check(f"restorer {restorer!r}", options))
-    steered = getattr(type(component), "estimate", Restorer.estimate) is not Restorer.estimate  # takes estimates
+    steered = api.steers_itself(restorer)
     if classifier is not None and not steered:
         api.get_classifier(classifier)
     shape, dtype = _shape_and_dtype(data)

@@ -243,3 +243,13 @@ def test_differing_visual_alias_is_an_error(two_heads_model, tmp_path):
     torch.save(state, path)
     with pytest.raises(CheckpointError, match="visual.proj"):
         load_daclip(path, clip_cfg=TWO_HEADS_CFG)
+
+
+def test_saving_is_reproducible_and_leaves_no_partial_file(tmp_path):
+    """The same weights give the same bytes, whatever the file is called (provenance pins SHA-256)."""
+    torch.manual_seed(4)
+    model = ConditionalUNet(**UNET_CFGS["universal"]).eval()
+    save_unet(model, tmp_path / "a.pth")
+    save_unet(model, tmp_path / "other name.pth")
+    assert (tmp_path / "a.pth").read_bytes() == (tmp_path / "other name.pth").read_bytes()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.pth", "other name.pth"]

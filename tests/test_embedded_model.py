@@ -215,3 +215,40 @@ def test_cli_models_shows_the_direct_file(capsys):
     assert [row.split()[0] for row in tiny[2:]] == ["DA-CLIP", "UNet", "direct"]
     assert tiny[4].startswith("direct restorer  direct_tiny.pth") and all(" embedded " in row for row in tiny[2:])
     assert [row.split()[0] for row in block("universal-ir")] == ["DA-CLIP", "UNet"]
+
+
+def _count_daclip_passes(monkeypatch) -> list:
+    """Every DA-CLIP image pass (classifier and restorers go through DegradationClassifier.estimate)."""
+    from daclip_plugin.nn.daclip import DegradationClassifier
+
+    passes = []
+    original = DegradationClassifier.estimate
+    monkeypatch.setattr(DegradationClassifier, "estimate", lambda self, image: (passes.append(1), original(self, image))[1])
+    return passes
+
+
+def test_classify_then_restore_runs_daclip_once_in_the_cli(offline, tmp_path, capsys, monkeypatch):
+    from PIL import Image
+
+    from daclip_plugin import cli
+
+    source = tmp_path / "photo.png"
+    Image.fromarray(_image(48)).save(source)
+    passes = _count_daclip_passes(monkeypatch)
+    assert cli.main(["restore", str(source), "--model", "tiny", "--device", "cpu", "-q"]) == 0
+    assert len(passes) == 1 and "noisy" in capsys.readouterr().out  # the printed probabilities are the estimate's
+
+
+def test_evaluation_runs_daclip_once_per_image(offline, tmp_path, monkeypatch):
+    from daclip_plugin import evaluation
+
+    evaluation.make_benchmark(tmp_path / "bench", per_type=1, size=48, seed=0, degradations=["noisy", "hazy"])
+    passes = _count_daclip_passes(monkeypatch)
+    report = evaluation.evaluate(tmp_path / "bench", restorer="daclip-direct", options={"model": "tiny", "device": "cpu"},
+                                 progress=False)
+    assert report["classifier"] == "daclip" and len(passes) == 2  # one pass for each image, not two
+    assert report["average"]["accuracy"] is not None
+    passes.clear()
+    other = evaluation.evaluate(tmp_path / "bench", restorer="daclip-direct", classifier="daclip",
+                                options={"model": "tiny", "device": "cpu", "prompts": ["noisy", "hazy"]}, progress=False)
+    assert len(passes) == 4 and other["classifier"] == "daclip"  # a classifier with other prompts runs on its own

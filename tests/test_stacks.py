@@ -8,7 +8,7 @@ import time
 import numpy as np
 import pytest
 
-from daclip_plugin import stacks
+from daclip_plugin import api, stacks
 from daclip_plugin.errors import Cancelled, DaclipError, PluginError, UnknownNameError
 
 #: A plugin with fake restorers and a classifier, installed through a real entry point.
@@ -129,10 +129,9 @@ def test_all_slices_of_a_uint16_stack(fake):
     # one event when a slice starts, then one per step
     assert len(events) == 6 * 5
     assert events[-1] == stacks.StackProgress("restore", (2, 1), 5, 6, 4, 4)
-    assert events[-1].fraction == 1.0 and events[0].fraction == 0.0
     assert events[-1].describe() == "slice 6/6, step 4/4"
-    fractions = [event.fraction for event in events]
-    assert fractions == sorted(fractions)
+    order = [(event.slice, event.step) for event in events]
+    assert order == sorted(order)  # slices in turn, each step after the one before
 
 
 def test_current_slice_only(fake):
@@ -286,3 +285,11 @@ def test_settings_reach_only_components_that_take_them(fake):
     assert applicable(daclip, settings) == {"model": "tiny", "sampler": "sde", "seed": 3, "device": "cpu"}
     assert applicable(daclip, {**settings, "sampler": "mars"}) == {**settings, "sampler": "mars"}
     assert applicable(api.get_restorer("daclip-direct"), settings) == {"model": "tiny", "device": "cpu"}
+
+
+def test_one_rule_pairs_classifiers_with_restorers(fake):
+    # the namesake classifier; else daclip for a DA-CLIP restorer; else none (DA-CLIP is not run behind a plugin's back)
+    assert api.classifier_for("steps") == "steps"
+    assert api.classifier_for("daclip") == api.classifier_for("daclip-direct") == "daclip"
+    assert api.classifier_for("slow") is None and not api.steers_itself("slow")
+    assert api.steers_itself("daclip") and api.steers_itself("daclip-direct")

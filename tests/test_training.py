@@ -15,6 +15,7 @@ from daclip_plugin.engine.pipeline import OFFICIAL_SDE
 from daclip_plugin.engine.sde import IRSDESchedule
 from daclip_plugin.errors import DaclipError
 from daclip_plugin.nn.daclip import DEGRADATIONS, tokenize
+from daclip_plugin.nn.unet import ConditionalUNet
 from daclip_plugin.weights import checkpoints
 from daclip_plugin.weights.integrity import sha256_file
 
@@ -220,21 +221,21 @@ def test_random_crop_has_the_asked_side_even_from_small_images():
 # ----------------------------------------------------------------------------- losses
 
 
-def test_sde_table_matches_the_schedule():
+def test_the_schedule_computes_batches_with_one_timestep_per_sample():
     schedule = IRSDESchedule.from_config(OFFICIAL_SDE)
-    table = training.SDETable(schedule)
     gen = torch.Generator().manual_seed(0)
     gt, mu, noise, pred = (torch.rand(4, 3, 8, 8, generator=gen) for _ in range(4))
     t = torch.tensor([1, 2, 50, 100])
-    x = table.forward_state(gt, mu, t, noise)
+    x = schedule.add_noise(gt, mu, noise, t)
     for i, ti in enumerate(t.tolist()):
         sl = slice(i, i + 1)
         expected_x = schedule.mu_bar(gt[sl], mu[sl], ti) + schedule.sigma_bar(ti) * noise[sl]
         torch.testing.assert_close(x[sl], expected_x, atol=1e-6, rtol=1e-5)
-        torch.testing.assert_close(table.optimum(x, gt, mu, t)[sl], schedule.posterior_mean(x[sl], gt[sl], mu[sl], ti))
+        optimum = schedule.optimal_reverse_mean(x, gt, mu, t)[sl]
+        torch.testing.assert_close(optimum, schedule.posterior_mean(x[sl], gt[sl], mu[sl], ti))
         score = schedule.score_from_noise(pred[sl], ti)
         expected = x[sl] - schedule.reverse_drift(x[sl], score, mu[sl], ti)
-        torch.testing.assert_close(table.reverse_mean(x, pred, mu, t)[sl], expected)
+        torch.testing.assert_close(schedule.reverse_mean(x, pred, mu, t)[sl], expected)
 
 
 def _fixed_batch(stage, n=3):
@@ -270,13 +271,13 @@ def test_daclip_loss_overfits_a_fixed_batch():
 def test_unet_losses_overfit_a_fixed_batch(stage):
     torch.manual_seed(0)
     daclip = training.build_daclip(CLIP_CFG).eval().requires_grad_(False)
-    unet = training.build_unet(UNET_CFG, 32)
+    unet = ConditionalUNet(**{**UNET_CFG, "context_dim": 32})
     batch = _fixed_batch(stage)
     contexts = training.batch_contexts(daclip, batch["lq_clip"])
     autocast = training.autocast_factory(torch.device("cpu"), True)
     if stage == "irsde":
-        table = training.SDETable(IRSDESchedule.from_config(OFFICIAL_SDE))
-        losses = _overfit(unet, lambda: training.irsde_loss(unet, table, batch, contexts, autocast)["loss"], steps=40)
+        schedule = IRSDESchedule.from_config(OFFICIAL_SDE)
+        losses = _overfit(unet, lambda: training.irsde_loss(unet, schedule, batch, contexts, autocast)["loss"], steps=40)
     else:
         losses = _overfit(unet, lambda: training.direct_loss(unet, batch, contexts, autocast)["loss"])
     assert np.mean(losses[-5:]) < (0.85 if stage == "irsde" else 0.7) * np.mean(losses[:5])
@@ -285,7 +286,7 @@ def test_unet_losses_overfit_a_fixed_batch(stage):
 def test_log_l1_direct_loss_weighs_each_patch_by_its_error():
     torch.manual_seed(0)
     daclip = training.build_daclip(CLIP_CFG).eval().requires_grad_(False)
-    unet = training.build_unet(UNET_CFG, 32).eval()
+    unet = ConditionalUNet(**{**UNET_CFG, "context_dim": 32}).eval()
     batch = _fixed_batch("direct")
     contexts = training.batch_contexts(daclip, batch["lq_clip"])
     autocast = training.autocast_factory(torch.device("cpu"), True)
@@ -318,7 +319,7 @@ def test_direct_provenance_names_its_loss(trained):
 
 def test_direct_restore_is_lq_plus_the_unet_residual():
     torch.manual_seed(0)
-    unet = training.build_unet(UNET_CFG, 32).eval()
+    unet = ConditionalUNet(**{**UNET_CFG, "context_dim": 32}).eval()
     lq, ctx = torch.rand(2, 3, 16, 16), torch.randn(2, 32)
     with torch.no_grad():
         expected = lq + unet(lq, lq, DIRECT_TIME, text_context=ctx, image_context=ctx)
@@ -377,10 +378,10 @@ def test_resume_continues_from_the_saved_step(tmp_path, monkeypatch):
             raise KeyboardInterrupt
         return losses(*args)
 
-    monkeypatch.setattr(training.loop, "daclip_losses", interrupt_third_step)
+    monkeypatch.setattr(training.stages, "daclip_losses", interrupt_third_step)
     with pytest.raises(KeyboardInterrupt):
         training.train(_config("daclip", tmp_path / "resumed", steps=4))
-    monkeypatch.setattr(training.loop, "daclip_losses", losses)
+    monkeypatch.setattr(training.stages, "daclip_losses", losses)
     assert torch.load(tmp_path / "resumed" / "daclip_state.pt", weights_only=True)["step"] == 2
     resumed = training.train(_config("daclip", tmp_path / "resumed", steps=4, resume=True))
     assert resumed["resumed_from"] == 2 and resumed["steps"] == straight["steps"] == 4
@@ -554,7 +555,7 @@ def test_interpolation_refuses_what_is_not_one_lineage(trained, tmp_path):
     assert not (tmp_path / "z").exists()
     other = tmp_path / "other"
     other.mkdir()
-    training.save_model(training.build_unet({**UNET_CFG, "nf": 64}, 32), other / "direct_tiny.pth")
+    training.save_model(ConditionalUNet(**{**UNET_CFG, "nf": 64, "context_dim": 32}), other / "direct_tiny.pth")
     with pytest.raises(DaclipError, match="not the same UNet"):
         interpolate(out / "direct_tiny.pth", other / "direct_tiny.pth", 0.5, tmp_path / "x")
     # same shapes, but trained against another DA-CLIP

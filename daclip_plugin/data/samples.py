@@ -30,7 +30,7 @@ SAMPLE_FOLDER = "samples"
 
 @dataclass(frozen=True)
 class Sample:
-    """One bundled sample: its file, how it was made, and its napari title."""
+    """One bundled sample: its file and how it was made."""
 
     file: str
     degradation: str
@@ -38,17 +38,14 @@ class Sample:
     """The clean scikit-image photograph (``skimage.data.<source>``)."""
     size: int
     seed: int
-    title: str
 
 
 SAMPLES: dict[str, Sample] = {
-    "noisy": Sample("noisy.png", "noisy", "coffee", 224, 11, "Noisy photograph (DA-CLIP sample)"),
-    "hazy": Sample("hazy.png", "hazy", "rocket", 256, 12, "Hazy photograph (DA-CLIP sample)"),
-    "rainy": Sample("rainy.png", "rainy", "camera", 256, 13, "Rainy photograph (DA-CLIP sample)"),
-    "low-light": Sample("low-light.png", "low-light", "rocket", 224, 14, "Low-light photograph (DA-CLIP sample)"),
-    "motion-blurry": Sample(
-        "motion-blurry.png", "motion-blurry", "coffee", 256, 15, "Motion-blurred photograph (DA-CLIP sample)"
-    ),
+    "noisy": Sample("noisy.png", "noisy", "coffee", 224, 11),
+    "hazy": Sample("hazy.png", "hazy", "rocket", 256, 12),
+    "rainy": Sample("rainy.png", "rainy", "camera", 256, 13),
+    "low-light": Sample("low-light.png", "low-light", "rocket", 224, 14),
+    "motion-blurry": Sample("motion-blurry.png", "motion-blurry", "coffee", 256, 15),
 }
 """The bundled samples by name (the name is also the degradation type)."""
 

@@ -30,6 +30,7 @@ run without autograd, in ``mu``'s dtype and device, and never clamp their output
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Callable, Iterable, Mapping, Optional
 
@@ -216,6 +217,39 @@ class IRSDESchedule:
         self._check_t(t)
         drift = self.reverse_drift(x, self.score_from_noise(noise, t), mu, t)
         return x - drift - self.diffusion(t) * (z * math.sqrt(self.dt))
+
+
+    # -- batches with one timestep per sample (training) ----------------------------------
+
+    @staticmethod
+    def _per_sample(values: Tensor, t: Tensor) -> Tensor:
+        """``values[t]`` for a ``(B,)`` tensor of timesteps, shaped to broadcast over ``(B, C, H, W)``."""
+        return values.to(t.device)[t].view(-1, 1, 1, 1)
+
+    @functools.cached_property
+    def _posterior_table(self) -> tuple[Tensor, Tensor]:
+        """:meth:`posterior_coefficients` of every timestep as float32 tensors (index 0 unused)."""
+        a, b = zip((0.0, 0.0), *(self.posterior_coefficients(t) for t in range(1, self.T + 1)))
+        return torch.tensor(a, dtype=torch.float32), torch.tensor(b, dtype=torch.float32)
+
+    def add_noise(self, x0: Tensor, mu: Tensor, noise: Tensor, t: Tensor) -> Tensor:
+        """Forward process for a batch: ``x_t = mu + (x0 - mu) exp(-thetas_cumsum[t] dt) + sigma_bar[t] noise``.
+
+        ``t`` holds one timestep per sample (like diffusers' ``add_noise``).
+        """
+        decay = torch.exp(-self.thetas_cumsum * self.dt)
+        return mu + (x0 - mu) * self._per_sample(decay, t) + self._per_sample(self.sigma_bars, t) * noise
+
+    def reverse_mean(self, x: Tensor, noise: Tensor, mu: Tensor, t: Tensor) -> Tensor:
+        """Mean of the reverse-SDE step from ``x_t`` given the predicted ``noise``, one timestep per sample."""
+        score = -noise / self._per_sample(self.sigma_bars, t)
+        theta, sigma2 = self._per_sample(self.thetas, t), self._per_sample(self.sigmas**2, t)
+        return x - (theta * (mu - x) - sigma2 * score) * self.dt
+
+    def optimal_reverse_mean(self, x: Tensor, x0: Tensor, mu: Tensor, t: Tensor) -> Tensor:
+        """:meth:`posterior_mean` for a batch, one timestep per sample: the target of training."""
+        a, b = self._posterior_table
+        return self._per_sample(a, t) * (x - mu) + self._per_sample(b, t) * (x0 - mu) + mu
 
 
 class Draws:

@@ -1,6 +1,6 @@
 """Benchmarks in the official layout, and evaluating any restorer and classifier on them.
 
-Imports the public API, ``data`` and the core image modules; never the engine directly.
+Imports the public API and its options, ``data`` and the core image modules; never the engine directly.
 
 The official DA-CLIP test sets are folders ``ROOT/<degradation>/LQ/*.png`` (degraded inputs)
 and ``ROOT/<degradation>/GT/*.png`` (the clean images, same file names). :func:`make_benchmark`
@@ -28,9 +28,10 @@ from .benchmark import (
     make_benchmark,
 )
 from .metrics import psnr, ssim
-from .report import evaluate, format_report, write_json
+from .report import AUTO, evaluate, format_report, write_json
 
 __all__ = [
+    "AUTO",
     "IMAGE_SUFFIXES",
     "MANIFEST",
     "METRICS",

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import time
 from pathlib import Path
 from typing import Any, Callable, Mapping, Optional, Sequence
 
 import numpy as np
 
+from .. import persist
 from .benchmark import MANIFEST, METRICS, PathLike, find_pairs
 from .metrics import as_rgb, psnr, ssim
 
@@ -36,17 +36,42 @@ def _confusion(rows: list[dict], true_labels: list[str]) -> dict:
     return {"true": list(true_labels), "predicted": columns, "matrix": matrix}
 
 
+#: ``classifier=AUTO``: the classifier that goes with the restorer (:func:`daclip_plugin.api.classifier_for`).
+AUTO = "auto"
+
+
+def _estimate_serves(restorer: str, classifier: Optional[str], restore_options: Mapping, classify_options: Mapping) -> bool:
+    """Whether the restorer's own estimate gives what ``classifier`` would (then DA-CLIP runs once per image).
+
+    True for the restorer's own classifier given no option the restorer does not take alike.
+    """
+    from .. import api
+    from ..options import of as options_of
+
+    if classifier is None or classifier != api.classifier_for(restorer) or not api.steers_itself(restorer):
+        return False
+    declared = options_of(api.get_restorer(restorer))
+    return all(
+        key in declared.names() and restore_options.get(key, declared.get(key).default) == value
+        for key, value in classify_options.items()
+    )
+
+
 def evaluate(
     root: PathLike,
     *,
     restorer: str = "daclip",
-    classifier: Optional[str] = "daclip",
+    classifier: Optional[str] = AUTO,
     options: Optional[Mapping[str, Any]] = None,
     limit: Optional[int] = None,
     progress: bool = True,
     should_stop: Optional[Callable[[], bool]] = None,
 ) -> dict:
     """Evaluate ``restorer`` (and ``classifier``, unless ``None``) on the benchmark at ``root``.
+
+    ``classifier`` defaults to the one that goes with the restorer
+    (:func:`daclip_plugin.api.classifier_for`); when the restorer steers itself with that
+    classifier's estimate, the estimate is computed once per image and serves both.
 
     ``options`` (e.g. ``model``, ``sampler``, ``seed``, ``device``) go to the restorer and
     the classifier, each getting those its method takes (an option neither takes is an
@@ -63,7 +88,9 @@ def evaluate(
 
     options = dict(options or {})
     pairs = find_pairs(root, limit)
+    classifier = api.classifier_for(restorer) if classifier == AUTO else classifier
     restore_options, classify_options = api.split_options(options, restorer, classifier)
+    once = _estimate_serves(restorer, classifier, restore_options, classify_options)
     total = sum(len(items) for items in pairs.values())
     rows: list[dict] = []
     start = time.monotonic()
@@ -79,12 +106,16 @@ def evaluate(
                         f"{lq_path} is {lq.shape[1]}x{lq.shape[0]} px but {gt_path} is {gt.shape[1]}x{gt.shape[0]} px"
                     )
                 row: dict[str, Any] = {"degradation": degradation, "file": lq_path.name}
+                estimate = api.estimate(lq, restorer, **restore_options) if once else None
                 if classifier is not None:
-                    scores = api.classify(lq, classifier=classifier, **classify_options)
+                    if estimate is not None:
+                        scores = dict(sorted(estimate.probabilities.items(), key=lambda item: item[1], reverse=True))
+                    else:
+                        scores = api.classify(lq, classifier=classifier, **classify_options)
                     row["predicted"] = max(scores, key=scores.get) if scores else None
                     row["classes"] = list(scores)
                     row["confidence"] = float(scores[row["predicted"]]) if scores else None
-                out = api.restore(lq, restorer=restorer, should_stop=should_stop, **restore_options)
+                out = api.restore(lq, restorer=restorer, should_stop=should_stop, estimate=estimate, **restore_options)
                 lq_rgb, gt_rgb, out_rgb = as_rgb(lq), as_rgb(gt), as_rgb(out)
                 row.update(
                     psnr_in=psnr(lq_rgb, gt_rgb), psnr_out=psnr(out_rgb, gt_rgb),
@@ -180,26 +211,8 @@ def format_report(report: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _json_safe(value: Any) -> Any:
-    """Non-finite floats become ``None`` (JSON has no infinity); tuples become lists."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, Mapping):
-        return {str(k): _json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
-    if isinstance(value, Path):
-        return str(value)
-    if isinstance(value, np.generic):
-        return _json_safe(value.item())
-    return value
-
-
 def write_json(report: Mapping[str, Any], path: PathLike) -> Path:
     """Write the report as strict JSON (infinite PSNR of identical images as ``null``), atomically."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".partial")
-    partial.write_text(json.dumps(_json_safe(report), indent=1, allow_nan=False) + "\n")
-    os.replace(partial, path)
-    return path
+    return persist.write_text(path, json.dumps(persist.json_safe(report), indent=1, allow_nan=False) + "\n")

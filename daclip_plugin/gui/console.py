@@ -31,21 +31,15 @@ from .layers import LayerJob, prepare_layer, result_metadata, write_result
 from .runtime import avoid_llvm_clash
 
 
-def paired_classifier(restorer: str) -> Optional[str]:
-    """The classifier registered under the restorer's name (``"daclip"`` -> ``"daclip"``), if any."""
-    return restorer if restorer in api.list_classifiers() else None
-
-
-def default_classifier(restorer: Optional[str] = None) -> str:
-    """The restorer's own classifier, else the default one, else the first registered."""
-    names = api.list_classifiers()
-    if restorer in names:
-        return restorer
-    if api.DEFAULT_CLASSIFIER in names:
-        return api.DEFAULT_CLASSIFIER
-    if not names:
+def required_classifier(restorer: Optional[str] = None) -> str:
+    """What classifies when asked to: the classifier that goes with ``restorer``
+    (:func:`daclip_plugin.api.classifier_for`), else the default one; an error if none is installed."""
+    name = api.classifier_for(restorer or api.DEFAULT_RESTORER)
+    if name is None and api.DEFAULT_CLASSIFIER in api.list_classifiers():
+        name = api.DEFAULT_CLASSIFIER
+    if name is None:
         raise DaclipError("no degradation classifier is installed")
-    return names[0]
+    return name
 
 
 @dataclass
@@ -93,7 +87,7 @@ def plan_restore(
     job = prepare_layer(viewer, layer, slices, intensity)
     restorer = restorer or api.preferred_restorer(options.get("model"))
     options = options_of(api.get_restorer(restorer)).check(f"restorer {restorer!r}", options)
-    classifier = paired_classifier(restorer) if classify else None
+    classifier = api.classifier_for(restorer) if classify else None
     classifier_options = options_of(api.get_classifier(classifier)).applicable(options) if classifier else {}
     if conditioning is None:
         conditioning = "mean" if job.slices > 1 else "each"
@@ -183,7 +177,7 @@ def classify_layer(
     """
     avoid_llvm_clash()
     job = prepare_layer(viewer, layer, slices, intensity)
-    classifier = classifier or default_classifier()
+    classifier = classifier or required_classifier()
     result = stacks.classify_stack(job.data, classifier, rgb=job.rgb, index=job.index, value_range=job.value_range, **options)
     return result.mean_probabilities
 

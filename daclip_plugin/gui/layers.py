@@ -15,7 +15,8 @@ import numpy as np
 from napari.layers import Image, Labels
 from napari.utils.transforms import CompositeAffine
 
-from .. import __version__, imaging, stacks
+from .. import __version__, imaging, persist, stacks
+from ..engine.devices import select_device
 from ..errors import DaclipError
 from .runtime import unwrap
 
@@ -137,29 +138,6 @@ def result_name(layer) -> str:
     return f"{unwrap(layer).name}{RESULT_SUFFIX}"
 
 
-def _jsonable(value):
-    if isinstance(value, (str, int, float, bool)) or value is None:
-        return value
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, Mapping):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    return str(value)
-
-
-def _resolved_device(device):
-    if device != "auto":
-        return device
-    try:
-        from .devices import select_device
-
-        return str(select_device("auto"))
-    except Exception:  # the record is informative only
-        return device
-
-
 def result_metadata(
     source,
     result: stacks.StackResult,
@@ -188,8 +166,8 @@ def result_metadata(
         "model": options.get("model"),
         "sampler": options.get("sampler"),
         "seed": options.get("seed"),
-        "device": _resolved_device(options["device"]) if "device" in options else None,
-        "options": _jsonable(dict(options)),
+        "device": str(select_device(options["device"])) if "device" in options else None,
+        "options": persist.json_safe(dict(options)),
         "slices": mode,
         "offset": list(result.offset),
         "value_range": list(value_range) if value_range is not None else None,

@@ -11,11 +11,19 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 from platformdirs import user_config_dir
 
+from .. import persist
+
 ENV_CONFIG_DIR = "DACLIP_CONFIG_DIR"
+
+#: The settings kept between sessions (the widget's controls of these names).
+REMEMBERED = (
+    "restorer", "model", "sampler", "steps", "seed", "device", "memory_budget", "slices", "conditioning", "intensity",
+    "follow",
+)
 
 
 def settings_path() -> Path:
@@ -37,8 +45,19 @@ def save(values: dict[str, Any]) -> None:
     path = settings_path()
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        partial.write_text(json.dumps(values, indent=1, sort_keys=True), encoding="utf-8")
-        os.replace(partial, path)
+        persist.write_text(path, json.dumps(values, indent=1, sort_keys=True))
     except OSError:
         pass
+
+
+def apply(controls: Mapping[str, Any], values: Mapping[str, Any]) -> None:
+    """Give each control its saved value where that value is still valid (one of its choices, in its range)."""
+    for key, control in controls.items():
+        value = values.get(key)
+        if hasattr(control, "choices"):
+            if value in [choice[1] if isinstance(choice, tuple) else choice for choice in control.choices]:
+                control.value = value
+        elif isinstance(control.value, bool):
+            control.value = value is True
+        elif isinstance(value, int) and not isinstance(value, bool) and control.min <= value <= control.max:
+            control.value = value

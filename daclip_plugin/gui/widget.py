@@ -28,7 +28,7 @@ from ..engine import samplers
 from ..errors import Cancelled, DaclipError
 from ..options import of as options_of
 from . import settings as saved
-from .console import classifier_options, default_classifier, plan_restore
+from .console import classifier_options, plan_restore, required_classifier
 from .controls import TOOLTIPS, CloseWatcher, build_controls
 from .jobs import Run, Task, classify_jobs, download_job, restore_jobs
 from .layers import is_restorable, prepare_layer
@@ -207,24 +207,11 @@ class DaclipWidget(Container):
     # ----------------------------------------------------------------- settings
 
     def _remembered(self) -> dict[str, Any]:
-        return {
-            "restorer": self._restorer,
-            "model": self._model,
-            "sampler": self._sampler,
-            "steps": self._steps,
-            "seed": self._seed,
-            "device": self._device,
-            "memory_budget": self._memory,
-            "slices": self._slices,
-            "conditioning": self._conditioning,
-            "intensity": self._intensity,
-            "follow": self._follow,
-        }
+        return {name: getattr(self, "_memory" if name == "memory_budget" else f"_{name}") for name in saved.REMEMBERED}
 
     def _restore_settings(self, values: Mapping[str, Any]) -> None:
         """Apply saved settings that are still valid; the model's preferred restorer otherwise."""
         self._select_default_layers()
-        controls = self._remembered()
         model = values.get("model")
         self._model.value = model if model in [v for _, v in self._model_choices()] else self._default_model()
         restorer = values.get("restorer")
@@ -232,15 +219,8 @@ class DaclipWidget(Container):
             restorer = api.preferred_restorer(self._model.value)
         if restorer in self._restorer_choices():
             self._restorer.value = restorer
-        for key in ("sampler", "device", "memory_budget", "slices", "conditioning", "intensity"):
-            control = controls[key]
-            if values.get(key) in [choice if not isinstance(choice, tuple) else choice[1] for choice in control.choices]:
-                control.value = values[key]
-        for key in ("steps", "seed"):
-            control = controls[key]
-            if isinstance(values.get(key), int) and control.min <= values[key] <= control.max:
-                control.value = values[key]
-        self._follow.value = values.get("follow") is True
+        others = {key: control for key, control in self._remembered().items() if key not in ("model", "restorer")}
+        saved.apply(others, values)
 
     def _save_settings(self, *_) -> None:
         if not self._closed:
@@ -278,7 +258,7 @@ class DaclipWidget(Container):
         if name is None:
             return set()
         try:
-            classifier = api.get_classifier(default_classifier(name))
+            classifier = api.get_classifier(required_classifier(name))
             return set(self.restorer_options()) | set(options_of(classifier).applicable(self.settings()))
         except DaclipError:
             return set()
@@ -338,7 +318,7 @@ class DaclipWidget(Container):
             jobs = [
                 prepare_layer(self._viewer, layer, self._slices.value, self._intensity.value) for layer in self.selected_layers()
             ]
-            classifier = default_classifier(self._restorer.value)
+            classifier = required_classifier(self._restorer.value)
             chosen = classifier_options(classifier, self.settings())
         except DaclipError as exc:
             return self._refuse(str(exc))
@@ -404,10 +384,9 @@ class DaclipWidget(Container):
 
     def _launch(self, run: Run, function, *args):
         worker = thread_worker(function, start_thread=False, ignore_errors=True)(*args, run.stop.is_set)
-        worker.yielded.connect(self._on_yielded)
-        worker.errored.connect(self._on_errored)
-        worker.aborted.connect(self._on_aborted)
-        worker.finished.connect(self._on_finished)
+        for signal, slot in ((worker.yielded, self._on_yielded), (worker.errored, self._on_errored),
+                             (worker.aborted, self._on_aborted), (worker.finished, self._on_finished)):
+            signal.connect(slot)
         run.worker = worker
         run.current = 0 if run.jobs else None
         run.pbar = napari_progress(total=0 if not run.jobs else run.total_slices, desc=f"DA-CLIP: {run.title.lower()}")

@@ -42,25 +42,28 @@ writes the model in the official layout with
 three files fit in 25 MB), evaluates it on held-out images and records everything in
 ``<out>/provenance.json``.
 
-The package: :mod:`.config` (what a stage is told), :mod:`.data` (samples), :mod:`.objectives`
+The package: :mod:`.config` (what a stage is told), :mod:`.stages` (each stage's model, loss,
+evaluation and provenance, one class each), :mod:`.data` (samples), :mod:`.objectives`
 (losses), :mod:`.models` (building and initialising), :mod:`.evaluate` (held-out scores),
-:mod:`.records` (files, log, provenance) and :mod:`.loop` (:func:`train`).
+:mod:`.records` (files, log, provenance) and :mod:`.loop` (:func:`train`, the same for every
+stage).
 """
 
 from ..models.tiny import TINY_CLIP_CFG, TINY_UNET_CFG
 from .config import FILE_NAMES, LOG_NAME, PRESETS, PROVENANCE_NAME, STAGES, TrainConfig
 from .data import SYNTHETIC_IMAGES, DegradationSamples, batches, jitter_colours, parse_weights, random_crop, train_images
 from .evaluate import batch_contexts, eval_pairs, evaluate_daclip, evaluate_restorer, evaluate_saved_unet
-from .loop import main_from_args, reloaded_daclip, train
-from .models import autocast_factory, build_daclip, build_unet, initialise_from, resample_patch_kernel
-from .objectives import DIRECT_LOSSES, SDETable, daclip_losses, direct_loss, irsde_loss
+from .loop import main_from_args, train
+from .models import autocast_factory, build_daclip, initialise_from, reloaded_daclip, resample_patch_kernel
+from .objectives import DIRECT_LOSSES, daclip_losses, direct_loss, irsde_loss
 from .records import save_model, weights_record, write_provenance
+from .stages import DaclipStage, DirectStage, IRSDEStage, Stage, stage_for
 
 __all__ = [
-    "DIRECT_LOSSES", "FILE_NAMES", "LOG_NAME", "PRESETS", "PROVENANCE_NAME", "STAGES", "SYNTHETIC_IMAGES", "TINY_CLIP_CFG",
-    "TINY_UNET_CFG", "DegradationSamples", "SDETable", "TrainConfig", "autocast_factory", "batch_contexts", "batches",
-    "build_daclip", "build_unet", "daclip_losses", "direct_loss", "eval_pairs", "evaluate_daclip", "evaluate_restorer",
-    "evaluate_saved_unet", "initialise_from", "irsde_loss", "jitter_colours", "main_from_args", "parse_weights",
-    "random_crop", "reloaded_daclip", "resample_patch_kernel", "save_model", "train", "train_images", "weights_record",
-    "write_provenance",
+    "DIRECT_LOSSES", "FILE_NAMES", "LOG_NAME", "PRESETS", "PROVENANCE_NAME", "STAGES", "SYNTHETIC_IMAGES",
+    "TINY_CLIP_CFG", "TINY_UNET_CFG", "DaclipStage", "DegradationSamples", "DirectStage", "IRSDEStage", "Stage",
+    "TrainConfig", "autocast_factory", "batch_contexts", "batches", "build_daclip", "daclip_losses", "direct_loss",
+    "eval_pairs", "evaluate_daclip", "evaluate_restorer", "evaluate_saved_unet", "initialise_from", "irsde_loss",
+    "jitter_colours", "main_from_args", "parse_weights", "random_crop", "reloaded_daclip", "resample_patch_kernel",
+    "save_model", "stage_for", "train", "train_images", "weights_record", "write_provenance",
 ]

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import argparse
 import copy
-from dataclasses import asdict, dataclass, field
+import typing
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Optional
 
 from ..errors import DaclipError
 from ..models.tiny import TINY_CLIP_CFG, TINY_UNET_CFG
 from ..nn.daclip import CLIP_VIEWS
-from .data import sampling_weights
+from .data import parse_weights, sampling_weights
 from .objectives import DIRECT_LOSSES
 
 STAGES = ("daclip", "irsde", "direct")
@@ -43,40 +45,62 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
 }
 
 
+def flag(default: Any, help: str, **argparse_options: Any) -> Any:
+    """A :class:`TrainConfig` field that ``daclip train`` offers as ``--name-with-dashes``."""
+    return field(default=default, metadata={"flag": {"help": help, **argparse_options}})
+
+
 @dataclass
 class TrainConfig:
-    """Everything one stage needs. ``None`` fields take the preset's value for the stage."""
+    """Everything one stage needs. ``None`` fields take the preset's value for the stage.
+
+    A field made with :func:`flag` is also a ``daclip train`` option (see :func:`add_flags`):
+    a new option is one line here.
+    """
 
     stage: str
     out: Path
-    preset: str = "cpu"
-    steps: Optional[int] = None
-    max_minutes: Optional[float] = None
-    batch: Optional[int] = None
-    patch: Optional[int] = None
-    lr: Optional[float] = None
-    workers: Optional[int] = None
-    device: str = "auto"
-    seed: int = 0
-    resume: bool = False
-    daclip: Optional[Path] = None
-    init: Optional[Path] = None
-    crop_min: Optional[int] = None
-    crop_max: Optional[int] = None
+    preset: str = flag("cpu", "defaults of the options below (default: cpu)", choices=tuple(PRESETS))
+    steps: Optional[int] = flag(None, "total training steps (counted across --resume)")
+    max_minutes: Optional[float] = flag(None, "total training time (counted across --resume)")
+    batch: Optional[int] = flag(None, "samples per step")
+    patch: Optional[int] = flag(None, "UNet training patch size (irsde, direct)")
+    lr: Optional[float] = flag(None, "peak learning rate")
+    workers: Optional[int] = flag(None, "data loader processes")
+    device: str = flag("auto", "auto (default), cpu, cuda, cuda:1, ...")
+    seed: int = flag(0, "random seed (default 0)")
+    resume: bool = flag(False, "continue from DIR/STAGE_state.pt")
+    daclip: Optional[Path] = flag(None, "the trained DA-CLIP (default: DIR/daclip_tiny.pt)", metavar="FILE")
+    init: Optional[Path] = flag(None, "start from these weights (a saved model of the same stage)", metavar="FILE")
+    crop_min: Optional[int] = flag(None, "smallest training crop (default: the DA-CLIP input size)", metavar="PX")
+    crop_max: Optional[int] = flag(None, "largest training crop (default: crop-min + 64)", metavar="PX")
     scale_min: float = 0.5
     warmup: int = 100
     weight_decay: Optional[float] = None
     grad_clip: float = 1.0
-    checkpoint_every: int = 500
+    checkpoint_every: int = flag(500, "save the training state every N steps", metavar="N")
     log_every: int = 25
     print_seconds: float = 15.0
-    eval_per_class: Optional[int] = None
-    eval_size: Optional[int] = None
+    eval_per_class: Optional[int] = flag(None, "held-out evaluation crops per degradation", metavar="N")
+    eval_size: Optional[int] = flag(None, "held-out evaluation crop size (irsde, direct)", metavar="PX")
     save_dtype: str = "float16"
     amp: bool = True
-    clip_view: str = "resize"
-    loss: str = "l1"
-    degradation_weights: Optional[dict] = None
+    clip_view: str = flag(
+        "resize",
+        "how the DA-CLIP sees an image: resize (official, default) or tiles (unresized tiles of its input size)",
+        choices=CLIP_VIEWS,
+    )
+    loss: str = flag(
+        "l1",
+        "direct stage only: l1 (default) or log-l1 (mean of log per-patch L1: weighs subtle degradations like strong ones)",
+        choices=tuple(DIRECT_LOSSES),
+    )
+    degradation_weights: Optional[dict] = flag(
+        None,
+        "sample these degradations W times as often (others 1; 0 leaves one out), e.g. raindrop=4",
+        metavar="NAME=W,...",
+        type=parse_weights,
+    )
     clip_cfg: dict = field(default_factory=lambda: copy.deepcopy(TINY_CLIP_CFG))
     unet_cfg: dict = field(default_factory=lambda: copy.deepcopy(TINY_UNET_CFG))
     command: Optional[list] = None
@@ -144,3 +168,32 @@ class TrainConfig:
         data["daclip"] = None if self.daclip is None else str(self.daclip)
         data["init"] = None if self.init is None else str(self.init)
         return data
+
+
+def add_flags(parser: argparse.ArgumentParser) -> None:
+    """Add ``daclip train``'s arguments: the stage, ``--out`` and every :func:`flag` field."""
+    parser.add_argument("stage", choices=STAGES, help="what to train")
+    parser.add_argument("--out", required=True, metavar="DIR", help="folder for the models, state, log and provenance.json")
+    hints = typing.get_type_hints(TrainConfig)
+    for item in fields(TrainConfig):
+        options = dict(item.metadata.get("flag", {}))
+        if not options:
+            continue
+        name = "--" + item.name.replace("_", "-")
+        kind = hints[item.name]
+        if kind is bool:
+            parser.add_argument(name, action="store_true", help=options["help"])
+            continue
+        if "type" not in options and "choices" not in options:
+            options["type"] = next((t for t in typing.get_args(kind) if t is not type(None)), kind)
+        parser.add_argument(name, default=None, **options)
+
+
+def config_from_args(args: argparse.Namespace, command: Optional[list] = None) -> TrainConfig:
+    """The :class:`TrainConfig` of parsed ``daclip train`` arguments (options not given keep their defaults)."""
+    given = {
+        item.name: getattr(args, item.name)
+        for item in fields(TrainConfig)
+        if "flag" in item.metadata and getattr(args, item.name, None) not in (None, False)
+    }
+    return TrainConfig(args.stage, Path(args.out), command=command, **given)

@@ -10,15 +10,15 @@ import torch
 from torch import Tensor
 
 from ..data import degradations, sources
-from ..engine.direct import direct_restore
-from ..engine.pipeline import OFFICIAL_SDE
-from ..engine.sde import IRSDESchedule, sample_posterior
+from ..engine.direct import DirectRestorer
+from ..engine.pipeline import OFFICIAL_SDE, DaclipPipeline
+from ..engine.sde import IRSDESchedule
 from ..evaluation import psnr
 from ..imaging import unit_to_uint8
 from ..nn.daclip import DEGRADATIONS, DaCLIP, DegradationClassifier
 from ..nn.unet import ConditionalUNet
 from ..weights import checkpoints
-from .data import STAGE_CODES, random_crop, to_chw
+from .data import STAGE_CODES, random_crop
 
 
 def eval_pairs(per_class: int, size: int, seed: int, crop_min: Optional[int] = None, crop_max: Optional[int] = None):
@@ -70,31 +70,22 @@ def batch_contexts(daclip: DaCLIP, lq_clip: Tensor, counts: Optional[Tensor] = N
 
 
 @torch.no_grad()
-def evaluate_restorer(
-    stage: str, daclip: DaCLIP, unet: ConditionalUNet, pairs, device, seed: int = 0, batch: int = 64, clip_view: str = "resize"
-) -> dict:
-    """PSNR of the input and of the restored image against the clean one, per degradation."""
+def evaluate_restorer(stage: str, daclip: DaCLIP, unet: ConditionalUNet, pairs, seed: int = 0, clip_view: str = "resize") -> dict:
+    """PSNR of the input and of the restored image against the clean one, per degradation.
+
+    The restorers of inference do the work: :class:`~daclip_plugin.engine.direct.DirectRestorer`
+    for the ``direct`` stage, :class:`~daclip_plugin.engine.pipeline.DaclipPipeline` (the
+    official posterior sampler, seeded per crop) for ``irsde``.
+    """
     unet.eval()
     schedule = IRSDESchedule.from_config(OFFICIAL_SDE)
-    classifier = DegradationClassifier(daclip, DEGRADATIONS, view=clip_view).to(device)
-    results = []
-    for start in range(0, len(pairs), batch):
-        chunk = pairs[start : start + batch]
-        lq = torch.stack([to_chw(lq) for _, lq, _ in chunk]).to(device)
-        estimates = [classifier.estimate(unit_to_uint8(lq)) for _, lq, _ in chunk]
-        content = torch.cat([e.image_context for e in estimates]).float()
-        degra = torch.cat([e.degra_context for e in estimates]).float()
-        if stage == "direct":
-            out = direct_restore(unet, lq, degra, content)
-        else:
-            generator = torch.Generator(device=device).manual_seed(seed + start)
-
-            def noise_fn(x, t, lq=lq, degra=degra, content=content):
-                return unet(x, lq, t, text_context=degra, image_context=content)
-
-            out = sample_posterior(noise_fn, lq, schedule, generator=generator)
-        out = out.clamp(0, 1).permute(0, 2, 3, 1).cpu().numpy()
-        results += [(label, psnr(lq_, gt), psnr(o, gt)) for (gt, lq_, label), o in zip(chunk, out)]
+    if stage == "direct":
+        restorer = DirectRestorer(daclip, unet, DEGRADATIONS, clip_view)
+        restore = lambda lq, k: restorer.restore(lq)  # noqa: E731
+    else:
+        pipeline = DaclipPipeline(daclip, unet, schedule, DEGRADATIONS, clip_view)
+        restore = lambda lq, k: pipeline.restore(lq, sampler="posterior", seed=seed + k)  # noqa: E731
+    results = [(label, psnr(lq, gt), psnr(restore(lq, k), gt)) for k, (gt, lq, label) in enumerate(pairs)]
     per_class = {}
     for i, name in enumerate(DEGRADATIONS):
         rows = [(a, b) for label, a, b in results if label == i]
@@ -117,4 +108,4 @@ def evaluate_saved_unet(
     does) on ``per_class`` held-out crops per degradation from seed ``seed + 1``."""
     pairs = eval_pairs(per_class, size, seed + 1)
     unet = checkpoints.load_unet(path, device=device).float()
-    return evaluate_restorer(stage, daclip, unet, pairs, device, seed=seed, clip_view=clip_view)
+    return evaluate_restorer(stage, daclip, unet, pairs, seed=seed, clip_view=clip_view)

@@ -4,38 +4,29 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import sys
 import time
-from pathlib import Path
-from typing import Optional
 
 import numpy as np
 import torch
 
-from ..engine.pipeline import OFFICIAL_SDE
-from ..engine.sde import IRSDESchedule
+from .. import persist
 from ..errors import CheckpointError, DaclipError
-from ..nn.daclip import DEGRADATIONS, DaCLIP, tokenize
-from ..nn.unet import ConditionalUNet
+from ..nn.daclip import DEGRADATIONS
 from ..weights import checkpoints
 from ..weights.integrity import sha256_file
-from .config import LOG_NAME, TrainConfig
-from .data import DegradationSamples, batches, parse_weights, train_images
-from .evaluate import batch_contexts, eval_pairs, evaluate_daclip, evaluate_saved_unet
+from .config import LOG_NAME, TrainConfig, config_from_args
+from .data import DegradationSamples, batches, train_images
 from .models import (
     autocast_factory,
-    build_daclip,
-    context_dim_of,
     initialise_from,
-    load_daclip_quietly,
     lr_factor,
     param_groups,
     to_device,
     training_device,
 )
-from .objectives import DIRECT_LOSSES, SDETable, daclip_losses, direct_loss, irsde_loss
 from .records import TrainingLog, environment, save_model, write_provenance
+from .stages import stage_for
 
 
 def train(config: TrainConfig) -> dict:
@@ -66,26 +57,8 @@ def train(config: TrainConfig) -> dict:
     torch.manual_seed(seed)
     np.random.seed(seed % 2**32)
 
-    daclip_model: Optional[DaCLIP] = None
-    if stage == "daclip":
-        clip_cfg = state["model_cfg"] if state else config.clip_cfg
-        model = build_daclip(clip_cfg).to(device)
-        model_cfg, clip_size = clip_cfg, model.image_size
-    else:
-        daclip_path = config.daclip_file()
-        if not daclip_path.is_file():
-            raise DaclipError(
-                f"the {stage} stage needs a trained DA-CLIP: {daclip_path} not found (train stage daclip first or pass --daclip)"
-            )
-        daclip_model = load_daclip_quietly(daclip_path, device=device).float().eval()
-        daclip_model.requires_grad_(False)
-        model_cfg = state["model_cfg"] if state else {**config.unet_cfg, "context_dim": context_dim_of(daclip_model)}
-        if model_cfg["context_dim"] != context_dim_of(daclip_model):
-            raise DaclipError(
-                f"the UNet's context_dim {model_cfg['context_dim']} does not fit the DA-CLIP's {context_dim_of(daclip_model)}"
-            )
-        model = ConditionalUNet(**model_cfg).to(device)
-        clip_size = daclip_model.image_size
+    stage_impl = stage_for(config)
+    model, model_cfg, clip_size = stage_impl.build_model(config, state["model_cfg"] if state else None, device)
     config.resolve_crops(clip_size)
     init = state.get("init") if state else None  # what the run started from, kept across resumes
     if config.init is not None and not state:
@@ -94,7 +67,7 @@ def train(config: TrainConfig) -> dict:
     model.train()
 
     optimizer = torch.optim.AdamW(
-        param_groups(model, config.weight_decay), lr=config.lr, betas=(0.9, 0.99 if stage != "daclip" else 0.98)
+        param_groups(model, config.weight_decay), lr=config.lr, betas=(0.9, stage_impl.beta2)
     )
     step, train_seconds, resumed_from = 0, 0.0, None
     if state:
@@ -116,8 +89,6 @@ def train(config: TrainConfig) -> dict:
         clip_view=config.clip_view,
         weights=config.degradation_weights,
     )
-    text_tokens = tokenize(DEGRADATIONS).to(device) if stage == "daclip" else None
-    table = SDETable(IRSDESchedule.from_config(OFFICIAL_SDE), device) if stage == "irsde" else None
     autocast = autocast_factory(device, config.amp)
     max_seconds = None if config.max_minutes is None else config.max_minutes * 60
     n_params = sum(p.numel() for p in model.parameters())
@@ -145,9 +116,8 @@ def train(config: TrainConfig) -> dict:
             "loss_tail": loss_tail[-200:],
             "init": init,
         }
-        partial = config.state_file().with_name(config.state_file().name + ".partial")
-        torch.save(payload, partial)
-        os.replace(partial, config.state_file())
+        with persist.replacing(config.state_file()) as partial, open(partial, "xb") as stream:
+            torch.save(payload, stream)
 
     log.write(
         {
@@ -157,14 +127,14 @@ def train(config: TrainConfig) -> dict:
             "device": str(device),
             "params": n_params,
             "batch": config.batch,
-            "patch": config.patch if stage != "daclip" else None,
+            "patch": config.patch if stage_impl.patches else None,
             "seed": seed,
         }
     )
     log.say(
         f"{'resuming at' if state else 'starting at'} step {step} on {device}: {n_params / 1e6:.2f} M parameters, "
         f"batch {config.batch}"
-        + (f", patch {config.patch}" if stage != "daclip" else "")
+        + (f", patch {config.patch}" if stage_impl.patches else "")
         + (f", up to {config.steps} steps" if config.steps is not None else "")
         + (f", up to {config.max_minutes:g} min" if max_seconds is not None else "")
     )
@@ -184,24 +154,13 @@ def train(config: TrainConfig) -> dict:
                 factor = lr_factor(step, progress(), config.warmup)
                 for group in optimizer.param_groups:
                     group["lr"] = config.lr * factor
-                if stage == "daclip":
-                    terms = daclip_losses(model, batch, text_tokens)
-                else:
-                    contexts = batch_contexts(daclip_model, batch["lq_clip"], batch.get("lq_clip_n"))
-                    terms = (
-                        irsde_loss(model, table, batch, contexts, autocast)
-                        if stage == "irsde"
-                        else direct_loss(model, batch, contexts, autocast, config.loss)
-                    )
+                terms = stage_impl.loss(model, batch, autocast)
                 optimizer.zero_grad(set_to_none=True)
                 terms["loss"].backward()
                 if config.grad_clip:
                     torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
                 optimizer.step()
-                if stage == "daclip":
-                    with torch.no_grad():
-                        model.logit_scale.clamp_(0, math.log(100))
-                        model.clip.logit_scale.clamp_(0, math.log(100))
+                stage_impl.after_step(model)
                 step += 1
                 for key, value in terms.items():
                     window[key] = window.get(key, 0.0) + value.detach()
@@ -247,21 +206,8 @@ def train(config: TrainConfig) -> dict:
     eval_start = time.monotonic()
     evaluation = None
     if config.eval_per_class:
-        if stage == "daclip":
-            pairs = eval_pairs(config.eval_per_class, 0, seed + 1, config.crop_min, config.crop_max)
-            evaluation = evaluate_daclip(reloaded_daclip(path, device), pairs, config.clip_view)
-            log.say(
-                f"held-out accuracy {evaluation['accuracy']:.3f} on {evaluation['n']} crops: "
-                + ", ".join(f"{k} {v:.2f}" for k, v in evaluation["per_class"].items())
-            )
-        else:
-            evaluation = evaluate_saved_unet(
-                stage, path, daclip_model, config.eval_per_class, config.eval_size, seed, device, config.clip_view
-            )
-            log.say(
-                f"held-out PSNR {evaluation['psnr_in']:.2f} dB -> {evaluation['psnr_out']:.2f} dB on {evaluation['n']} crops: "
-                + ", ".join(f"{k} {v['psnr_in']:.1f}->{v['psnr_out']:.1f}" for k, v in evaluation["per_class"].items())
-            )
+        evaluation, summary = stage_impl.evaluate(path, config, seed, device)
+        log.say(summary)
         evaluation["seconds"] = round(time.monotonic() - eval_start, 2)
         log.write({"event": "eval", "step": step, **evaluation})
 
@@ -272,17 +218,16 @@ def train(config: TrainConfig) -> dict:
         "steps": step,
         "resumed_from": resumed_from,
         "batch": config.batch,
-        "patch": config.patch if stage != "daclip" else None,
+        "patch": config.patch if stage_impl.patches else None,
         "crop": [config.crop_min, config.crop_max],
         "clip_view": config.clip_view,
-        **({"loss": config.loss} if stage == "direct" else {}),
         "scale_min": config.scale_min,
         "lr": config.lr,
         "warmup": config.warmup,
         "weight_decay": config.weight_decay,
         "grad_clip": config.grad_clip,
         "optimizer": "AdamW",
-        "amp": "bf16 autocast (UNet only)" if (device.type == "cuda" and config.amp and stage != "daclip") else "off (fp32)",
+        "amp": "bf16 autocast (UNet only)" if (device.type == "cuda" and config.amp and stage_impl.patches) else "off (fp32)",
         "train_seconds": round(train_seconds, 2),
         "wall_seconds": round(time.monotonic() - wall_start, 2),
         "samples": step * config.batch,
@@ -302,14 +247,7 @@ def train(config: TrainConfig) -> dict:
     }
     if init is not None:
         entry["init"] = init
-    if stage != "daclip":
-        entry["daclip_file"] = config.daclip_file().name
-        entry["daclip_sha256"] = sha256_file(config.daclip_file())
-    if stage == "irsde":
-        entry["sde"] = dict(OFFICIAL_SDE)
-        entry["objective"] = "L1(reverse-SDE step mean from the predicted noise, optimal reverse step), t ~ U{1..T}"
-    if stage == "direct":
-        entry["convention"] = f"restored = lq + unet(xt=lq, cond=lq, time=0, contexts); {DIRECT_LOSSES[config.loss]}"
+    entry.update(stage_impl.provenance(config))
     write_provenance(out, stage, entry)
     log.write(
         {"event": "end", "step": step, "train_s": round(train_seconds, 2), "wall_s": entry["wall_seconds"], "file": path.name}
@@ -320,44 +258,10 @@ def train(config: TrainConfig) -> dict:
     return entry
 
 
-def reloaded_daclip(path: Path, device) -> DaCLIP:
-    """The saved DA-CLIP as inference sees it (loaded back from the file)."""
-    return load_daclip_quietly(path, device=device).float().eval()
-
-
 def main_from_args(args) -> int:
     """Run ``daclip train`` from its parsed arguments (see ``daclip train --help``)."""
-    names = (
-        "steps",
-        "max_minutes",
-        "batch",
-        "patch",
-        "lr",
-        "workers",
-        "device",
-        "seed",
-        "resume",
-        "checkpoint_every",
-        "eval_per_class",
-        "eval_size",
-        "preset",
-        "crop_min",
-        "crop_max",
-        "clip_view",
-        "loss",
-    )
-    options = {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
-    if getattr(args, "degradation_weights", None):
-        options["degradation_weights"] = parse_weights(args.degradation_weights)
-    daclip, init = getattr(args, "daclip", None), getattr(args, "init", None)
-    config = TrainConfig(
-        args.stage,
-        Path(args.out),
-        daclip=None if daclip is None else Path(daclip),
-        init=None if init is None else Path(init),
-        command=["daclip", *sys.argv[1:]] if sys.argv and sys.argv[0].endswith("daclip") else list(sys.argv),
-        **options,
-    )
+    command = ["daclip", *sys.argv[1:]] if sys.argv and sys.argv[0].endswith("daclip") else list(sys.argv)
+    config = config_from_args(args, command)
     entry = train(config)
     summary = {"stage": args.stage, "file": str(config.file()), "steps": entry["steps"], "final_loss": entry["final_loss"]}
     if entry["eval"]:

@@ -14,7 +14,6 @@ from torch import Tensor, nn
 
 from ..errors import DaclipError
 from ..nn.daclip import DaCLIP
-from ..nn.unet import ConditionalUNet
 from ..weights import checkpoints
 from .records import weights_record
 
@@ -56,11 +55,6 @@ def to_device(batch: Mapping[str, Tensor], device: torch.device) -> dict[str, Te
 
 def build_daclip(clip_cfg: dict) -> DaCLIP:
     return DaCLIP(copy.deepcopy(clip_cfg))
-
-
-def build_unet(unet_cfg: dict, context_dim: int) -> ConditionalUNet:
-    cfg = {**unet_cfg, "context_dim": context_dim}
-    return ConditionalUNet(**cfg)
 
 
 def context_dim_of(model: DaCLIP) -> int:
@@ -131,3 +125,8 @@ def load_daclip_quietly(path, device="cpu") -> DaCLIP:
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*number of attention heads cannot be read.*")
         return checkpoints.load_daclip(path, device=device)
+
+
+def reloaded_daclip(path, device) -> DaCLIP:
+    """The saved DA-CLIP as inference sees it (loaded back from the file, float32, eval mode)."""
+    return load_daclip_quietly(path, device=device).float().eval()

@@ -31,48 +31,15 @@ def daclip_losses(model: DaCLIP, batch: Mapping[str, Tensor], text_tokens: Tenso
     return {"loss": ce + cosine + nce, "ce": ce, "cos": cosine, "nce": nce, "acc": accuracy}
 
 
-class SDETable:
-    """The IR-SDE coefficients by timestep as tensors, for batches with one ``t`` per sample."""
-
-    def __init__(self, schedule: IRSDESchedule, device="cpu"):
-        ts = range(1, schedule.T + 1)
-        coefficients = [schedule.posterior_coefficients(t) for t in ts]
-        pad = [0.0]
-        as_tensor = lambda values: torch.tensor(values, dtype=torch.float32, device=device)  # noqa: E731
-        self.schedule = schedule
-        self.a = as_tensor(pad + [a for a, _ in coefficients])
-        self.b = as_tensor(pad + [b for _, b in coefficients])
-        self.decay = torch.exp(-schedule.thetas_cumsum * schedule.dt).to(device)
-        self.sigma_bar = schedule.sigma_bars.to(device)
-        self.theta = schedule.thetas.to(device)
-        self.sigma2 = (schedule.sigmas**2).to(device)
-        self.dt = schedule.dt
-
-    def _at(self, values: Tensor, t: Tensor) -> Tensor:
-        return values[t][:, None, None, None]
-
-    def forward_state(self, gt: Tensor, mu: Tensor, t: Tensor, noise: Tensor) -> Tensor:
-        """``x_t = mu + (gt - mu) exp(-thetas_cumsum[t] dt) + sigma_bar[t] noise``."""
-        return mu + (gt - mu) * self._at(self.decay, t) + self._at(self.sigma_bar, t) * noise
-
-    def reverse_mean(self, x: Tensor, noise_pred: Tensor, mu: Tensor, t: Tensor) -> Tensor:
-        """Mean of the reverse-SDE step from ``x_t`` given the predicted noise (no dispersion)."""
-        score = -noise_pred / self._at(self.sigma_bar, t)
-        drift = (self._at(self.theta, t) * (mu - x) - self._at(self.sigma2, t) * score) * self.dt
-        return x - drift
-
-    def optimum(self, x: Tensor, gt: Tensor, mu: Tensor, t: Tensor) -> Tensor:
-        """The optimal reverse step: mean of ``x_{t-1}`` given ``x_t`` and ``x_0 = gt``."""
-        return self._at(self.a, t) * (x - mu) + self._at(self.b, t) * (gt - mu) + mu
-
-
-def irsde_loss(unet: ConditionalUNet, table: SDETable, batch: Mapping[str, Tensor], contexts, autocast) -> dict[str, Tensor]:
+def irsde_loss(
+    unet: ConditionalUNet, schedule: IRSDESchedule, batch: Mapping[str, Tensor], contexts, autocast
+) -> dict[str, Tensor]:
     """The official IR-SDE matching loss: L1(reverse-SDE step mean, optimal reverse step)."""
     gt, mu, t = batch["gt"], batch["lq"], batch["t"]
-    x = table.forward_state(gt, mu, t, batch["noise"])
+    x = schedule.add_noise(gt, mu, batch["noise"], t)
     with autocast():
         noise_pred = unet(x, mu, t, text_context=contexts[1], image_context=contexts[0])
-    loss = F.l1_loss(table.reverse_mean(x, noise_pred.float(), mu, t), table.optimum(x, gt, mu, t))
+    loss = F.l1_loss(schedule.reverse_mean(x, noise_pred.float(), mu, t), schedule.optimal_reverse_mean(x, gt, mu, t))
     return {"loss": loss}
 
 

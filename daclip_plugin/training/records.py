@@ -5,7 +5,6 @@ from __future__ import annotations
 import copy
 import json
 import math
-import os
 import platform
 import time
 from pathlib import Path
@@ -15,6 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .. import persist
 from ..nn.daclip import DaCLIP
 from ..weights import checkpoints
 from ..weights.integrity import sha256_file
@@ -77,9 +77,7 @@ def write_provenance(out: Path, stage: str, entry: dict) -> None:
     data.setdefault("stages", {})[stage] = entry
     data["updated"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     data["files"] = {s: FILE_NAMES[s] for s in data["stages"]}
-    partial = path.with_name(path.name + ".partial")
-    partial.write_text(json.dumps(data, indent=1))
-    os.replace(partial, path)
+    persist.write_text(path, json.dumps(data, indent=1))
 
 
 def environment(device: torch.device) -> dict:

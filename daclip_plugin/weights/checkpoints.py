@@ -28,6 +28,7 @@ from typing import Callable
 import torch
 from torch import nn
 
+from .. import persist
 from ..errors import CheckpointError
 from ..nn import configs
 from ..nn.daclip import DaCLIP
@@ -311,9 +312,8 @@ def load_unet(path: str | os.PathLike, unet_cfg: dict | None = None, device="cpu
 
 
 def _save(state: dict, path: Path) -> None:
-    partial = path.with_name(path.name + ".partial")
-    torch.save(dict(state), partial)
-    os.replace(partial, path)
+    with persist.replacing(path) as partial, open(partial, "xb") as stream:
+        torch.save(dict(state), stream)  # to a stream: the archive's inner names do not depend on the file name
 
 
 def save_daclip(model: DaCLIP, path: str | os.PathLike) -> None:

@@ -146,8 +146,6 @@ def _download_error(spec: ModelSpec, role: str, file: WeightFile, endpoint: Opti
         reason = f"the server answered with an error ({first_line})"
     elif isinstance(exc, (ConnectionError, TimeoutError)) or "httpx" in type(exc).__module__:
         reason = f"the connection to {host} failed or broke off ({type(exc).__name__}: {exc}); no partial file was kept"
-    elif isinstance(exc, OSError):
-        reason = f"{type(exc).__name__}: {exc}"
     else:
         reason = f"{type(exc).__name__}: {exc}"
     return DownloadError(
