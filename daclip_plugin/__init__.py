@@ -14,6 +14,16 @@ from .errors import Cancelled, DaclipError
 from .hookspecs import hookimpl
 from .interfaces import Classifier, Restorer
 
+
+def __getattr__(name: str):
+    """``prepare_unet`` on first use, so that ``import daclip_plugin`` stays free of torch."""
+    if name == "prepare_unet":
+        from .engine.unet_call import prepare_unet
+
+        return prepare_unet
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 __all__ = [
     "Cancelled",
     "Classifier",
@@ -26,5 +36,6 @@ __all__ = [
     "hookimpl",
     "list_classifiers",
     "list_restorers",
+    "prepare_unet",
     "restore",
 ]

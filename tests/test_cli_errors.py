@@ -103,9 +103,12 @@ def test_outputs_keep_the_inputs_depth_and_stacks(files, capsys):
 
 
 SLOW_WRITE = """
-import sys, time
+import signal, sys, time
 import numpy as np
 from daclip_plugin import cli, imagefiles
+
+# Ctrl-C as in a terminal, even when the tests run in a background job (which ignores SIGINT)
+signal.signal(signal.SIGINT, signal.default_int_handler)
 
 original = imagefiles._encode
 def slow(stream, *args):

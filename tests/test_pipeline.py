@@ -187,3 +187,24 @@ def test_a_released_text_tower_without_a_source_refuses_new_prompts():
     assert daclip.prompt_features(("rain",)).shape == (1, 32)
     with pytest.raises(DaclipError, match="cannot encode new prompts"):
         daclip.prompt_features(("snow",))
+
+
+def test_prepare_unet_is_the_call_the_restorers_make(pipeline, image, monkeypatch):
+    import daclip_plugin
+    from daclip_plugin.engine.unet_call import PreparedUNet
+
+    call = daclip_plugin.prepare_unet(pipeline.unet, device="cpu")
+    x, cond = torch.rand(2, 1, 3, 16, 16)
+    context = torch.rand(1, 32)
+    out = call(x, cond, 3, text_context=context, image_context=context)
+    with torch.no_grad():
+        expected = pipeline.unet(x, cond, 3, text_context=context, image_context=context)
+    assert out.dtype == torch.float32 and not out.requires_grad
+    torch.testing.assert_close(out, expected, rtol=0, atol=0)
+    with pytest.raises(DaclipError, match="needs a GPU"):
+        daclip_plugin.prepare_unet(pipeline.unet, device="cpu", precision="bf16")
+    calls = []
+    original = PreparedUNet.__call__
+    monkeypatch.setattr(PreparedUNet, "__call__", lambda self, *a, **k: (calls.append(1), original(self, *a, **k))[1])
+    pipeline.restore(image, seed=0)
+    assert len(calls) == TINY_SDE["T"]  # every network call of the sampler

@@ -35,15 +35,20 @@ DEVICE_HELP = "auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps"
 _DEVICE_TYPES = ("cpu", "cuda", "mps")
 
 
+def check_precision(device: "torch.device", precision: str) -> None:
+    """Refuse an unknown ``precision``, or one that ``device`` cannot run (see :data:`PRECISIONS`)."""
+    if precision not in PRECISIONS:
+        raise DaclipError(f"unknown precision {precision!r}; available: {', '.join(PRECISIONS)}")
+    if precision in ("tf32", "fp16") and device.type != "cuda" or precision == "bf16" and device.type == "cpu":
+        raise DaclipError(f"precision {precision!r} needs a GPU; use 'fp32' on {device.type}")
+
+
 @contextlib.contextmanager
 def unet_precision(device: "torch.device", precision: str):
     """Run the enclosed UNet calls at ``precision`` on ``device`` (see :data:`PRECISIONS`)."""
     import torch
 
-    if precision not in PRECISIONS:
-        raise DaclipError(f"unknown precision {precision!r}; available: {', '.join(PRECISIONS)}")
-    if precision in ("tf32", "fp16") and device.type != "cuda" or precision == "bf16" and device.type == "cpu":
-        raise DaclipError(f"precision {precision!r} needs a GPU; use 'fp32' on {device.type}")
+    check_precision(device, precision)
     saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
     torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = precision == "tf32"
     autocast = {"bf16": torch.bfloat16, "fp16": torch.float16}

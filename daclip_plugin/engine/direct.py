@@ -33,6 +33,7 @@ from ..nn.daclip import DEGRADATIONS
 from ..nn.unet import ConditionalUNet, ResBlock
 from . import tiling
 from .pipeline import DEFAULT_OVERLAP, ConditionedModel, tile_size_for
+from .unet_call import PreparedUNet
 
 #: The timestep the direct restorer passes to the UNet (a constant: there is no diffusion).
 DIRECT_TIME = 0
@@ -94,14 +95,16 @@ class DirectRestorer(ConditionedModel):
             tiling.tile_starts(lq.shape[-1], tile_size, tile_overlap)
         ) if tile_size else 1
 
+        call = PreparedUNet(self.unet, self.device)
+
         def residual(x: Tensor, _cond: Tensor) -> Tensor:
-            return direct_restore(self.unet, x, degra, content) - x
+            return direct_restore(call, x, degra, content) - x
 
         with block_progress(self.unet, tiles, progress, should_stop):
             if tile_size:
                 out = tiling.apply_tiled(residual, lq, lq, tile_size, tile_overlap).add_(lq)
             else:
-                out = direct_restore(self.unet, lq, degra, content)
+                out = direct_restore(call, lq, degra, content)
         return out.clamp_(0, 1)[0].permute(1, 2, 0).float().cpu().numpy()
 
 

@@ -20,8 +20,9 @@ from ..nn.daclip import DEGRADATIONS, DaCLIP, DegradationClassifier, Degradation
 from ..nn.unet import ConditionalUNet
 from . import samplers, tiling
 from .devices import memory_budget as memory_budget_bytes
-from .devices import select_device, unet_precision
+from .devices import select_device
 from .sde import IRSDESchedule
+from .unet_call import PreparedUNet
 
 #: The IR-SDE options of the released models (``test.yml`` of the official code).
 OFFICIAL_SDE = {"max_sigma": 50, "T": 100, "schedule": "cosine", "eps": 0.005}
@@ -143,30 +144,31 @@ class DaclipPipeline(ConditionedModel):
         instead of a DA-CLIP pass over ``rgb``.
         """
         sample = samplers.get(sampler).load()
+        call = PreparedUNet(self.unet, self.device, precision)  # an impossible precision fails before any work
         if should_stop is not None and should_stop():
             raise Cancelled("stopped before DA-CLIP ran")
         contexts = self.contexts(rgb, estimate)
         device = self.device
         lq = torch.from_numpy(np.ascontiguousarray(rgb, dtype=np.float32)).permute(2, 0, 1)[None].to(device)
         tile, overlap = tile_size_for(lq.shape[-2:], tile_size, tile_overlap, self.unet, memory_budget)
-        noise_fn = self._noise_fn(lq, contexts, tile, overlap)
+        noise_fn = self._noise_fn(call, lq, contexts, tile, overlap)
         generator = torch.Generator(device=device)
         if seed is None:
             generator.seed()
         else:
             generator.manual_seed(int(seed))
-        with unet_precision(device, precision):
-            out = sample(
-                noise_fn, lq, self.schedule, generator=generator, progress=progress, should_stop=should_stop,
-                **dict(sampler_options or {}),
-            )
+        out = sample(
+            noise_fn, lq, self.schedule, generator=generator, progress=progress, should_stop=should_stop,
+            **dict(sampler_options or {}),
+        )
         return out.clamp_(0, 1)[0].permute(1, 2, 0).float().cpu().numpy()
 
-    def _noise_fn(self, lq: torch.Tensor, contexts: tuple[torch.Tensor, torch.Tensor], tile: int, overlap: int):
+    @staticmethod
+    def _noise_fn(call: PreparedUNet, lq: torch.Tensor, contexts: tuple[torch.Tensor, torch.Tensor], tile: int, overlap: int):
         degradation, image = contexts
 
         def predict(x, cond, t):
-            return self.unet(x, cond, t, text_context=degradation, image_context=image).float()
+            return call(x, cond, t, text_context=degradation, image_context=image)
 
         if not tile:
             return lambda x, t: predict(x, lq, t)
