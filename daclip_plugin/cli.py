@@ -49,11 +49,9 @@ def cmd_models(args: argparse.Namespace) -> int:
             print(f"  DA-CLIP input: {spec.clip_view}")
         rows = []
         for file_status in weights.status(spec):
-            if file_status.found:
-                where = f"{file_status.path}  ({file_status.source})"
-                state = "embedded" if file_status.source == weights.SOURCE_PACKAGE else "cached"
-            else:
-                where, state = f"(daclip download {spec.name})", "missing"
+            found = f"{file_status.path}  ({file_status.source})"
+            where = found if file_status.found else f"(daclip download {spec.name})"
+            state = weights.file_availability(file_status)
             rows.append((file_status.label, file_status.file.filename, weights.format_size(file_status.size), state, where))
         widths = [max(len(row[i]) for row in rows) for i in range(4)]
         for row in rows:

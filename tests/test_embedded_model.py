@@ -213,7 +213,7 @@ def test_cli_models_shows_the_direct_file(capsys):
     tiny = block("tiny")
     assert tiny[:2] == ["preferred restorer: daclip-direct", "DA-CLIP input: tiles"]
     assert [row.split()[0] for row in tiny[2:]] == ["DA-CLIP", "UNet", "direct"]
-    assert tiny[4].startswith("direct restorer  direct_tiny.pth") and all(" embedded " in row for row in tiny[2:])
+    assert tiny[4].startswith("direct restorer  direct_tiny.pth") and all(" built in " in row for row in tiny[2:])
     assert [row.split()[0] for row in block("universal-ir")] == ["DA-CLIP", "UNet"]
 
 

@@ -247,7 +247,7 @@ def test_embedded_files_need_no_download(install_plugin, fresh_plugins, hub, che
     hub.stop()
     try:
         spec = weights.get_model("pocket")
-        assert spec.embedded
+        assert spec.embedded and weights.availability("pocket") == weights.BUILT_IN
         resolved = weights.resolve("pocket")
         assert resolved.daclip == package / "d.pt" and resolved.sources["unet"] == weights.SOURCE_PACKAGE
         assert weights.download("pocket").unet == package / "u.pth"
@@ -297,7 +297,7 @@ def test_cli_models_lists_files_sizes_and_state(hub, test_models, checkpoints_di
     block = out[out.index("test-model  [weights_tester]"):]
     daclip_line = next(line for line in block.splitlines() if DACLIP_FILE in line)
     unet_line = next(line for line in block.splitlines() if UNET_FILE in line)
-    assert "size unknown" in daclip_line and "missing" in daclip_line and "daclip download test-model" in daclip_line
+    assert "size unknown" in daclip_line and "not downloaded" in daclip_line and "daclip download test-model" in daclip_line
     assert weights.format_size((checkpoints_dir / UNET_FILE).stat().st_size) in unet_line
     assert "DACLIP_WEIGHTS_DIR (not set)" in out and str(hub.cache) in out
 
@@ -305,7 +305,8 @@ def test_cli_models_lists_files_sizes_and_state(hub, test_models, checkpoints_di
     assert cli.main(["models"]) == 0
     block = capsys.readouterr().out.split("test-model  [weights_tester]")[1]
     daclip_line = next(line for line in block.splitlines() if DACLIP_FILE in line)
-    assert "cached" in daclip_line and str(hub.cache) in daclip_line and "size unknown" not in daclip_line
+    assert "ready" in daclip_line and str(hub.cache) in daclip_line and "size unknown" not in daclip_line
+    assert weights.availability("test-model") == weights.READY
 
 
 def test_cli_download_into_the_cache(hub, test_models, capsys):

@@ -19,16 +19,11 @@ def is_stack(layer) -> bool:
 def model_ready(name: str) -> bool:
     """Whether every file of model ``name`` is on this computer."""
     try:
-        return all(item.found for item in weights.status(name))
-    except Exception:
+        return weights.availability(name) in (weights.BUILT_IN, weights.READY)
+    except DaclipError:
         return False
 
 
 def model_state(spec) -> str:
-    """``"built in"``, ``"ready"`` or ``"not downloaded, 1.2 GB"``, for the model menu."""
-    if model_ready(spec.name):
-        return "built in" if spec.embedded else "ready"
-    files = weights.status(spec)
-    sizes = [item.size for item in files if not item.found]
-    size = weights.format_size(sum(sizes)) if sizes and None not in sizes else ""
-    return f"not downloaded{', ' + size if size else ''}"
+    """``"built in"``, ``"ready"`` or ``"not downloaded, 1.2 GB"``, for the model menu (see :func:`weights.availability`)."""
+    return weights.availability(spec)

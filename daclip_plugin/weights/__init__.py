@@ -31,7 +31,18 @@ at import time.
 
 from .hub import download, hub_endpoint
 from .load import config_hint, load, load_file
-from .locate import hub_cache_dir, models_with, resolve, status, weights_dir
+from .locate import (
+    BUILT_IN,
+    NOT_DOWNLOADED,
+    READY,
+    availability,
+    file_availability,
+    hub_cache_dir,
+    models_with,
+    resolve,
+    status,
+    weights_dir,
+)
 from .registry import (
     DEFAULT_MODEL,
     ENV_WEIGHTS_DIR,
@@ -57,6 +68,7 @@ from .registry import (
 )
 
 __all__ = [
+    "BUILT_IN", "NOT_DOWNLOADED", "READY", "availability", "file_availability",
     "DEFAULT_MODEL", "ENV_WEIGHTS_DIR", "OFFICIAL_REPO", "OFFLINE_MODEL", "ROLES", "ROLE_LABELS", "SOURCE_CACHE",
     "SOURCE_DIR", "SOURCE_DOWNLOADED", "SOURCE_ENV", "SOURCE_EXPLICIT", "SOURCE_PACKAGE", "FileStatus", "LoadedModel",
     "ModelSpec", "ResolvedModel", "WeightFile", "config_hint", "download", "format_size", "get_model", "hub_cache_dir",

@@ -177,6 +177,27 @@ def status(name: Union[str, ModelSpec], *, cache_dir: Optional[PathLike] = None)
     return result
 
 
+#: The words for where a model's files are, in ``daclip models`` and in the widget's model menu.
+BUILT_IN, READY, NOT_DOWNLOADED = "built in", "ready", "not downloaded"
+
+
+def file_availability(item: FileStatus) -> str:
+    """:data:`BUILT_IN` (shipped in a package), :data:`READY` (found on this computer) or :data:`NOT_DOWNLOADED`."""
+    if not item.found:
+        return NOT_DOWNLOADED
+    return BUILT_IN if item.source == SOURCE_PACKAGE else READY
+
+
+def availability(name: Union[str, ModelSpec], *, cache_dir: Optional[PathLike] = None) -> str:
+    """Whether model ``name`` can run here: ``"built in"``, ``"ready"`` or ``"not downloaded, 1.2 GB"``."""
+    files = status(name, cache_dir=cache_dir)
+    missing = [item for item in files if not item.found]
+    if not missing:
+        return BUILT_IN if all(file_availability(item) == BUILT_IN for item in files) else READY
+    sizes = [item.size for item in missing]
+    return NOT_DOWNLOADED + (f", {format_size(sum(sizes))}" if None not in sizes else "")
+
+
 def resolve(
     name: Union[str, ModelSpec] = DEFAULT_MODEL,
     *,
