@@ -24,11 +24,13 @@ temporary file next to the cache entry and moved into place only once complete, 
 connection never leaves a partial file where the complete one is expected; a connection that
 drops mid-file is resumed (HTTP ``Range``) a few times within the same call.
 
-The package: :mod:`.registry` (specifications), :mod:`.locate` (finding files),
-:mod:`.hub` (downloads) and :mod:`.load` (loading). Nothing here imports torch, Qt or napari
-at import time.
+The package: :mod:`.registry` (specifications), :mod:`.locate` (where files are looked
+for), :mod:`.hub` (downloads), :mod:`.find` (a model's files, found or downloaded),
+:mod:`.integrity` (hashes), :mod:`.checkpoints` (safe strict file I/O) and :mod:`.load`
+(loading). Nothing here imports torch, Qt or napari at import time.
 """
 
+from .find import resolve
 from .hub import download, hub_endpoint
 from .load import config_hint, load, load_file
 from .locate import (
@@ -39,7 +41,6 @@ from .locate import (
     file_availability,
     hub_cache_dir,
     models_with,
-    resolve,
     status,
     weights_dir,
 )

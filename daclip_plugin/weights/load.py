@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Optional, Sequence, Union
 
 from ..errors import CheckpointError, DaclipError
+from .find import resolve
 from .integrity import cached_sha256
-from .locate import resolve
 from .registry import (
     DEFAULT_MODEL,
     ROLE_LABELS,

@@ -10,22 +10,18 @@ from typing import Any, Mapping, Optional, Sequence, Union
 
 from ..errors import DaclipError, WeightsNotFoundError
 from .registry import (
-    DEFAULT_MODEL,
     ENV_WEIGHTS_DIR,
     OFFLINE_MODEL,
     ROLE_LABELS,
     ROLES,
     SOURCE_CACHE,
-    SOURCE_DOWNLOADED,
     SOURCE_ENV,
     SOURCE_EXPLICIT,
     SOURCE_PACKAGE,
     FileStatus,
     ModelSpec,
     PathLike,
-    ProgressCallback,
     ResolvedModel,
-    StopCallback,
     WeightFile,
     format_size,
     get_model,
@@ -196,70 +192,6 @@ def availability(name: Union[str, ModelSpec], *, cache_dir: Optional[PathLike] =
         return BUILT_IN if all(file_availability(item) == BUILT_IN for item in files) else READY
     sizes = [item.size for item in missing]
     return NOT_DOWNLOADED + (f", {format_size(sum(sizes))}" if None not in sizes else "")
-
-
-def resolve(
-    name: Union[str, ModelSpec] = DEFAULT_MODEL,
-    *,
-    daclip_path: Optional[PathLike] = None,
-    unet_path: Optional[PathLike] = None,
-    direct_path: Optional[PathLike] = None,
-    roles: Optional[Sequence[str]] = None,
-    download: bool = False,
-    progress: Optional[ProgressCallback] = None,
-    should_stop: Optional[StopCallback] = None,
-    cache_dir: Optional[PathLike] = None,
-    endpoint: Optional[str] = None,
-) -> ResolvedModel:
-    """Local paths of model ``name``'s files, downloading missing ones only if ``download``.
-
-    ``roles`` limits the files to those roles (e.g. ``("daclip", "direct")``; default: every
-    file of the model, plus ``direct_path`` when given). Asking for a role the model has no
-    file for, without an explicit path, is a
-    :class:`~daclip_plugin.errors.WeightsNotFoundError` that names the models that have one.
-
-    Raises :class:`~daclip_plugin.errors.WeightsNotFoundError` naming every place looked at
-    and the command that downloads the model, or
-    :class:`~daclip_plugin.errors.DownloadError` when a requested download fails.
-    """
-    spec = get_model(name)
-    explicit = {"daclip": daclip_path, "unet": unet_path, "direct": direct_path}
-    paths: dict[str, Path] = {}
-    sources: dict[str, str] = {}
-    missing: list[tuple[str, WeightFile, _Lookup]] = []
-    for role in _wanted_roles(spec, roles, explicit):
-        file = spec.file(role)
-        if file is None:  # no registered file: only the explicit path (given, see _wanted_roles)
-            path = Path(explicit[role]).expanduser()
-            if not path.is_file():
-                raise WeightsNotFoundError(
-                    f"the {ROLE_LABELS[role]} file given with {_PATH_OPTIONS[role]}= does not exist: {path}"
-                )
-            paths[role], sources[role] = path, SOURCE_EXPLICIT
-            continue
-        lookup = _find(file, explicit[role], cache_dir)
-        if lookup.path is not None:
-            paths[role], sources[role] = lookup.path, lookup.source or ""
-        else:
-            missing.append((role, file, lookup))
-    downloadable = all(file.repo_id is not None and not lookup.explicit_missing for _, file, lookup in missing)
-    if missing and not (download and downloadable):
-        raise _not_found(spec, missing)
-    if missing:
-        from .hub import _download_files  # downloads need the locating above: imported here
-
-        fetched = _download_files(
-            spec,
-            [(role, file) for role, file, _ in missing],
-            local_dir=None,
-            cache_dir=cache_dir,
-            endpoint=endpoint,
-            progress=progress,
-            should_stop=should_stop,
-        )
-        for role, path in fetched.items():
-            paths[role], sources[role] = path, SOURCE_DOWNLOADED
-    return _resolved(spec, paths, sources)
 
 
 def _resolved(spec: ModelSpec, paths: Mapping[str, Path], sources: Mapping[str, str]) -> ResolvedModel:
