@@ -63,7 +63,7 @@ def steers_itself(restorer: str) -> bool:
     Its estimate's probabilities are then the ones that steered a restoration, and no
     classifier needs to run beside it.
     """
-    return type(get_restorer(restorer)).estimate is not Restorer.estimate
+    return getattr(type(get_restorer(restorer)), "estimate", Restorer.estimate) is not Restorer.estimate
 
 
 def classifier_for(restorer: str) -> Optional[str]:

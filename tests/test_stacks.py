@@ -293,3 +293,14 @@ def test_one_rule_pairs_classifiers_with_restorers(fake):
     assert api.classifier_for("daclip") == api.classifier_for("daclip-direct") == "daclip"
     assert api.classifier_for("slow") is None and not api.steers_itself("slow")
     assert api.steers_itself("daclip") and api.steers_itself("daclip-direct")
+
+
+def test_a_restorer_not_derived_from_restorer_is_not_steered(monkeypatch):
+    class Plain:  # plugins may register any object with a name and a restore method
+        name = "plain"
+
+        def restore(self, image, **options):
+            return image
+
+    monkeypatch.setattr(api, "get_restorer", lambda name: Plain())
+    assert not api.steers_itself("plain")

@@ -499,6 +499,18 @@ def test_cli_train_runs_a_stage(tmp_path, capsys):
     size = training.TINY_CLIP_CFG["vision_cfg"]["image_size"]
     assert entry["crop"] == [size, size + 64]
     assert "degradation_weights" not in entry
+    assert entry["eval"] is None  # --eval-per-class 0 is kept, not mistaken for "not given"
+
+
+def test_train_flags_keep_zeros_and_leave_unset_ones_to_the_preset(tmp_path):
+    from daclip_plugin.training.config import PRESETS, add_flags, config_from_args
+
+    parser = __import__("argparse").ArgumentParser()
+    add_flags(parser)
+    args = parser.parse_args(["direct", "--out", str(tmp_path), "--steps", "0", "--seed", "0", "--eval-per-class", "0"])
+    config = config_from_args(args)
+    assert (config.steps, config.seed, config.eval_per_class) == (0, 0, 0)
+    assert config.batch == PRESETS["cpu"]["direct"]["batch"] and config.resume is False
 
 
 def test_cli_train_records_degradation_weights(tmp_path, capsys):

@@ -27,6 +27,8 @@ from .unet_call import PreparedUNet
 #: The IR-SDE options of the released models (``test.yml`` of the official code).
 OFFICIAL_SDE = {"max_sigma": 50, "T": 100, "schedule": "cosine", "eps": 0.005}
 DEFAULT_OVERLAP = tiling.DEFAULT_OVERLAP
+
+
 def _check_rgb(rgb: np.ndarray) -> None:
     if not isinstance(rgb, np.ndarray) or rgb.ndim != 3 or rgb.shape[-1] != 3 or rgb.size == 0:
         raise InvalidImageError(f"expected a non-empty (H, W, 3) RGB image, got shape {getattr(rgb, 'shape', None)}")

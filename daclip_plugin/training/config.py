@@ -192,8 +192,8 @@ def add_flags(parser: argparse.ArgumentParser) -> None:
 def config_from_args(args: argparse.Namespace, command: Optional[list] = None) -> TrainConfig:
     """The :class:`TrainConfig` of parsed ``daclip train`` arguments (options not given keep their defaults)."""
     given = {
-        item.name: getattr(args, item.name)
+        item.name: value
         for item in fields(TrainConfig)
-        if "flag" in item.metadata and getattr(args, item.name, None) not in (None, False)
+        if "flag" in item.metadata and (value := getattr(args, item.name, None)) is not None and value is not False
     }
     return TrainConfig(args.stage, Path(args.out), command=command, **given)
