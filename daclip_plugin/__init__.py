@@ -9,10 +9,11 @@ Restorers and classifiers come from plugins (see :mod:`daclip_plugin.hookspecs`)
 
 __version__ = "0.1.0"
 
-from .api import classify, get_classifier, get_restorer, list_classifiers, list_restorers, restore
+from .api import classify, get_classifier, get_restorer, iter_restore, list_classifiers, list_restorers, restore
 from .errors import Cancelled, DaclipError
 from .hookspecs import hookimpl
 from .interfaces import Classifier, Restorer
+from .steps import Step
 
 
 def __getattr__(name: str):
@@ -29,11 +30,13 @@ __all__ = [
     "Classifier",
     "DaclipError",
     "Restorer",
+    "Step",
     "__version__",
     "classify",
     "get_classifier",
     "get_restorer",
     "hookimpl",
+    "iter_restore",
     "list_classifiers",
     "list_restorers",
     "prepare_unet",

@@ -7,9 +7,10 @@ from typing import Any, Mapping, Optional, Sequence
 
 import numpy as np
 
-from . import imaging, options, plugins
+from . import imaging, options, plugins, steps
 from .errors import DaclipError, PluginError, UnknownNameError
-from .interfaces import Classifier, Estimate, ProgressCallback, Restorer, StopCallback
+from .interfaces import Classifier, Estimate, Restorer, yields_steps
+from .steps import ProgressCallback, Step, Steps, StopCallback
 
 DEFAULT_RESTORER = "daclip"
 DEFAULT_CLASSIFIER = "daclip"
@@ -125,16 +126,65 @@ def restore(
     ``(low, high)`` is the intensity range mapped to [0, 1] (values outside it are clipped;
     default: see :func:`daclip_plugin.imaging.normalize`). ``estimate`` (from
     :func:`estimate`) steers the restoration instead of the restorer's own estimate of this
-    image. The input is never modified.
+    image. ``progress(done, total)`` is called after each step (network call) and
+    ``should_stop()`` polled before each one. The input is never modified.
     """
-    restorer = restorer or preferred_restorer(given.get("model"))
-    component = get_restorer(restorer)
-    checked = options.of(component).check(f"restorer {restorer!r}", given)
-    rgb, info = imaging.normalize(image, value_range)
-    extra = {} if estimate is None else {"estimate": estimate}
-    with _blame("restorer", restorer):
-        result = component.restore(rgb, progress=progress, should_stop=should_stop, **extra, **checked)
-    return imaging.denormalize(_checked_image(result, rgb.shape, restorer), info)
+    call = _RestoreCall(image, restorer, value_range, estimate, given)
+    with _blame("restorer", call.name):
+        result = call.component.restore(call.rgb, progress=progress, should_stop=should_stop, **call.arguments)
+    return call.finished(result)
+
+
+def iter_restore(
+    image,
+    restorer: Optional[str] = None,
+    *,
+    should_stop: Optional[StopCallback] = None,
+    value_range: Optional[Sequence[float]] = None,
+    estimate: Optional[Estimate] = None,
+    **given,
+) -> Steps[np.ndarray]:
+    """:func:`restore` as a generator: a :class:`~daclip_plugin.steps.Step` per network call, returning the image.
+
+    The arguments are checked and the image normalised at once, before any work. A restorer
+    that implements ``iter_restore`` runs in the caller's thread, and stops when it is no
+    longer resumed; one that reports through callbacks runs in a helper thread
+    (:func:`daclip_plugin.steps.relay`), which stops once ``should_stop()`` is true or the
+    generator is closed.
+    """
+    call = _RestoreCall(image, restorer, value_range, estimate, given)
+    component, rgb, arguments = call.component, call.rgb, call.arguments
+    if yields_steps(component):
+        work = component.iter_restore(rgb, **arguments)
+    else:
+
+        def run(emit, stopping):
+            report = lambda done, total: emit(Step(int(done), int(total)))  # noqa: E731
+            return component.restore(rgb, progress=report, should_stop=stopping, **arguments)
+
+        work = steps.relay(run, should_stop=should_stop, name=f"daclip-{call.name}")
+    return _blamed(call, work)
+
+
+def _blamed(call: "_RestoreCall", work: Steps) -> Steps[np.ndarray]:
+    with _blame("restorer", call.name):
+        result = yield from work
+    return call.finished(result)
+
+
+class _RestoreCall:
+    """One restoration's checked arguments: the restorer, its options and the normalised image."""
+
+    def __init__(self, image, restorer: Optional[str], value_range, estimate: Optional[Estimate], given: Mapping[str, Any]):
+        self.name = restorer or preferred_restorer(given.get("model"))
+        self.component = get_restorer(self.name)
+        checked = options.of(self.component).check(f"restorer {self.name!r}", given)
+        self.rgb, self.info = imaging.normalize(image, value_range)
+        self.arguments = {**({} if estimate is None else {"estimate": estimate}), **checked}
+
+    def finished(self, result) -> np.ndarray:
+        """The restorer's result, checked, in the input's shape and dtype."""
+        return imaging.denormalize(_checked_image(result, self.rgb.shape, self.name), self.info)
 
 
 def estimate(

@@ -7,16 +7,14 @@ Every component receives images already normalised by :mod:`daclip_plugin.imagin
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Optional, Sequence
+from typing import Any, Mapping, Optional, Sequence
 
 import numpy as np
 
 from . import options as _options
+from .steps import ProgressCallback, Step, Steps, StopCallback, drive
 
-#: Called after each unit of work with ``(done, total)``.
-ProgressCallback = Callable[[int, int], None]
-#: Polled between units of work; returning ``True`` asks the run to stop.
-StopCallback = Callable[[], bool]
+__all__ = ["Classifier", "Estimate", "ProgressCallback", "Restorer", "Step", "StopCallback", "yields_steps"]
 
 
 @dataclass(frozen=True)
@@ -61,10 +59,17 @@ class _Component:
 class Restorer(_Component):
     """Turns a degraded RGB image into a restored one.
 
-    Subclasses set :attr:`name` (unique among all plugins) and implement :meth:`restore`;
+    Subclasses set :attr:`name` (unique among all plugins) and implement one of two methods;
     they may declare their :attr:`options` (the CLI, the napari widget and option checks
-    read them). Long-running restorers should call ``progress`` after every step and raise
-    :class:`daclip_plugin.errors.Cancelled` soon after ``should_stop()`` returns ``True``.
+    read them):
+
+    * :meth:`iter_restore`, a generator that yields a :class:`~daclip_plugin.steps.Step`
+      after each unit of work (a network call) and returns the image. It is stopped by not
+      being resumed, so it needs no stop flag; the built-in restorers work this way.
+    * :meth:`restore` with callbacks: long-running restorers call ``progress(done, total)``
+      after every step and raise :class:`daclip_plugin.errors.Cancelled` soon after
+      ``should_stop()`` returns ``True``. Generators of such restorers
+      (:func:`daclip_plugin.api.iter_restore`) run them in a helper thread.
     """
 
     kind = "restorer"
@@ -81,13 +86,26 @@ class Restorer(_Component):
 
         A restorer that implements :meth:`estimate` also takes ``estimate=`` (an
         :class:`Estimate`), and is then steered by it instead of by its own estimate of
-        ``image``: one estimate can steer every slice of a stack.
+        ``image``: one estimate can steer every slice of a stack. By default this runs
+        :meth:`iter_restore` to its end.
         """
+        if not yields_steps(self):
+            raise NotImplementedError(f"{type(self).__name__} implements neither restore() nor iter_restore()")
+        return drive(self.iter_restore(image, **options), progress, should_stop)
+
+    def iter_restore(self, image: np.ndarray, **options) -> Steps[np.ndarray]:
+        """:meth:`restore` as a generator of :class:`~daclip_plugin.steps.Step` events returning the image."""
         raise NotImplementedError
 
     def estimate(self, image: np.ndarray, **options) -> Optional[Estimate]:
         """What would steer the restoration of ``image`` (``None``: this restorer has no such thing)."""
         return None
+
+
+def yields_steps(restorer) -> bool:
+    """Whether ``restorer`` implements :meth:`Restorer.iter_restore` (a generator of steps)."""
+    method = getattr(type(restorer), "iter_restore", None)
+    return method is not None and method is not Restorer.iter_restore
 
 
 class Classifier(_Component):

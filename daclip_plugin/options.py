@@ -199,7 +199,10 @@ def of(component) -> OptionSet:
     declared = getattr(component, "options", None)
     if declared is not None:
         return OptionSet(tuple(declared))
-    method = getattr(component, "restore", None) or getattr(component, "classify", None)
+    from .interfaces import yields_steps
+
+    names = ("iter_restore",) if yields_steps(component) else ("restore", "classify")
+    method = next((getattr(component, name) for name in names if hasattr(component, name)), None)
     return from_signature(method)
 
 

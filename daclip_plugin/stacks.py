@@ -10,27 +10,25 @@ source's dtype. The source array is never modified.
 
 Two ways to run the same work:
 
-* synchronous: :func:`restore_stack` / :func:`classify_stack` with ``progress=callback(event)``;
 * generators: :func:`iter_restore_stack` / :func:`iter_classify_stack` yield one
-  :class:`StackProgress` per sampling step and slice, and return the :class:`StackResult`
-  (``StopIteration.value``; napari's ``thread_worker`` emits it as ``returned``). The work runs
-  in a helper thread, so a consumer sees every step even though restorers report through
-  callbacks.
+  :class:`StackProgress` per network call and slice, and return the :class:`StackResult`
+  (``StopIteration.value``; napari's ``thread_worker`` emits it as ``returned``). They
+  ``yield from`` the restorer's own generator (:func:`daclip_plugin.api.iter_restore`), in
+  the caller's thread; only a restorer that reports through callbacks runs in a helper
+  thread (:func:`daclip_plugin.steps.relay`).
+* synchronous: :func:`restore_stack` / :func:`classify_stack` run the generators to the end,
+  handing each event to ``progress=callback(event)``.
 
-``should_stop()`` is polled before each slice and at every progress report of the restorer;
-once it returns true the run raises :class:`~daclip_plugin.errors.Cancelled` within one
-step, and nothing partial is returned. Nothing here imports Qt or napari.
+``should_stop()`` is polled before each slice and each network call; once it returns true
+the run raises :class:`~daclip_plugin.errors.Cancelled` within one step, and nothing partial
+is returned. Nothing here imports Qt or napari.
 """
 
 from __future__ import annotations
 
-import atexit
 import itertools
-import queue
-import threading
-import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Generator, Iterable, Mapping, Optional, TypeVar
+from typing import Any, Callable, Generator, Iterable, Mapping, Optional
 
 import numpy as np
 
@@ -38,6 +36,7 @@ from . import api
 from .errors import Cancelled, DaclipError, InvalidImageError
 from .interfaces import Estimate
 from .options import of as options_of
+from .steps import finish, mapped, until_stopped
 
 __all__ = [
     "StackProgress",
@@ -48,14 +47,14 @@ __all__ = [
     "iter_classify_stack",
     "iter_restore_stack",
     "mean_probabilities",
-    "relay",
     "restore_stack",
     "slice_indices",
 ]
 
 Index = tuple[int, ...]
 StopFlag = Optional[Callable[[], bool]]
-_T = TypeVar("_T")
+#: A generator of :class:`StackProgress` events that returns the :class:`StackResult`.
+StackWork = Generator["StackProgress", None, "StackResult"]
 
 
 @dataclass(frozen=True)
@@ -204,105 +203,90 @@ def _check_finite(data, indices: list[Index], should_stop: StopFlag) -> None:
             raise InvalidImageError(f"{where} has NaN or infinite values; replace them first")
 
 
-def _shared_estimate(data, restorer, indices, conditioning, reference, value_range, options, emit, should_stop):
-    """The estimate that steers every slice (``None`` for ``"each"``)."""
-    if conditioning == "each":
-        return None
-    sources = [reference if reference is not None else indices[0]] if conditioning == "current" else indices
-    found = []
-    for number, idx in enumerate(sources):
-        _check_stop(should_stop)
-        emit(StackProgress("estimate", idx, number, len(sources), 0, 0))
-        found.append(api.estimate(np.asarray(data[idx]), restorer, value_range=value_range, **options))
-    return None if None in found else Estimate.mean(found)
+@dataclass
+class _Restoration:
+    """A checked restoration of a stack: what to restore, with what, and where it lands."""
 
+    data: Any
+    restorer: str
+    options: dict[str, Any]
+    classifier: Optional[str]
+    classifier_options: Mapping[str, Any]
+    should_stop: StopFlag
+    value_range: Any
+    conditioning: str
+    reference: Optional[Index]
+    steered: bool  #: the restorer steers itself by its estimates
+    indices: list[Index]
+    offset: Index
+    out: np.ndarray
 
-def _restore(
-    data,
-    restorer: str,
-    rgb: bool,
-    index,
-    options: Mapping[str, Any],
-    classifier: Optional[str],
-    classifier_options: Mapping[str, Any],
-    emit: Callable[[StackProgress], None],
-    should_stop: StopFlag,
-    value_range=None,
-    conditioning: str = "each",
-    reference: Optional[Iterable[int]] = None,
-) -> StackResult:
-    check_stack(data, rgb)
-    if conditioning not in CONDITIONING:
-        raise DaclipError(f"conditioning must be one of {', '.join(CONDITIONING)}; got {conditioning!r}")
-    component = api.get_restorer(restorer)  # an unknown name fails before any work
-    options = dict(options_of(component).check(f"restorer {restorer!r}", options))
-    steered = api.steers_itself(restorer)
-    if classifier is not None and not steered:
-        api.get_classifier(classifier)
-    shape, dtype = _shape_and_dtype(data)
-    indices, offset, out_shape = _plan(shape, rgb, index)
-    if reference is not None:
-        reference = slice_indices(shape, rgb, reference)[0]
-    _check_finite(data, indices, should_stop)
-    conditioning = conditioning if steered else "each"
-    shared = None
-    if steered:
-        shared = _shared_estimate(data, restorer, indices, conditioning, reference, value_range, options, emit, should_stop)
-    out = np.empty(out_shape, dtype=dtype)
-    probabilities: dict[Index, dict[str, float]] = {}
-    total = len(indices)
-    for number, idx in enumerate(indices):
-        _check_stop(should_stop)
-        image = np.asarray(data[idx])
-        estimate = shared
-        if steered and estimate is None:
-            emit(StackProgress("estimate", idx, number, total, 0, 0))
-            estimate = api.estimate(image, restorer, value_range=value_range, **options)
-        if estimate is not None:
-            probabilities[idx] = dict(estimate.probabilities)
-        elif classifier is not None:
-            probabilities[idx] = api.classify(image, classifier, value_range=value_range, **classifier_options)
-        _check_stop(should_stop)
-        emit(StackProgress("restore", idx, number, total, 0, 0))
+    def run(self) -> StackWork:
+        _check_finite(self.data, self.indices, self.should_stop)
+        shared = (yield from self._shared_estimate()) if self.steered else None
+        probabilities: dict[Index, dict[str, float]] = {}
+        for number, idx in enumerate(self.indices):
+            _check_stop(self.should_stop)
+            image = np.asarray(self.data[idx])
+            estimate = shared
+            if self.steered and estimate is None:
+                yield StackProgress("estimate", idx, number, len(self.indices), 0, 0)
+                estimate = api.estimate(image, self.restorer, value_range=self.value_range, **self.options)
+            if estimate is not None:
+                probabilities[idx] = dict(estimate.probabilities)
+            elif self.classifier is not None:
+                probabilities[idx] = api.classify(
+                    image, self.classifier, value_range=self.value_range, **self.classifier_options
+                )
+            restored = yield from self._restore_slice(image, idx, number, estimate)
+            self.out[tuple(i - o for i, o in zip(idx, self.offset))] = restored
+        reference = list(self.reference or self.indices[0]) if self.conditioning == "current" else None
+        steering = {"conditioning": self.conditioning, "reference": reference}
+        return StackResult(self.out, self.indices, self.offset, probabilities, steering)
+
+    def _shared_estimate(self) -> Generator[StackProgress, None, Optional[Estimate]]:
+        """The estimate that steers every slice (``None`` for ``"each"``); a report per slice."""
+        if self.conditioning == "each":
+            return None
+        first = self.reference if self.reference is not None else self.indices[0]
+        sources = [first] if self.conditioning == "current" else self.indices
+        found = []
+        for number, idx in enumerate(sources):
+            _check_stop(self.should_stop)
+            yield StackProgress("estimate", idx, number, len(sources), 0, 0)
+            found.append(api.estimate(np.asarray(self.data[idx]), self.restorer, value_range=self.value_range, **self.options))
+        return None if None in found else Estimate.mean(found)
+
+    def _restore_slice(self, image: np.ndarray, idx: Index, number: int, estimate: Optional[Estimate]):
+        """``yield from`` the restorer's steps, as this slice's reports; return the restored slice."""
+        _check_stop(self.should_stop)
+        slices = len(self.indices)
+        yield StackProgress("restore", idx, number, slices, 0, 0)
         last = [0, 0]
 
-        def step(done: int, steps: int, idx=idx, number=number, last=last) -> None:
-            last[:] = [int(done), int(steps)]
-            emit(StackProgress("restore", idx, number, total, int(done), int(steps)))
-            _check_stop(should_stop)
+        def event(step) -> StackProgress:
+            last[:] = [int(step.done), int(step.total)]
+            return StackProgress("restore", idx, number, slices, *last)
 
-        restored = api.restore(
-            image, restorer, progress=step, should_stop=should_stop, value_range=value_range, estimate=estimate, **options
+        work = api.iter_restore(
+            image, self.restorer, should_stop=self.should_stop, value_range=self.value_range, estimate=estimate,
+            **self.options,
         )
-        out[tuple(i - o for i, o in zip(idx, offset))] = restored
-        if not (last[1] and last[0] >= last[1]):
+        restored = yield from mapped(until_stopped(work, self.should_stop), event)
+        if not (last[1] and last[0] >= last[1]):  # a restorer that did not report its end
             steps = last[1] or 1
-            emit(StackProgress("restore", idx, number, total, steps, steps))
-    steering = {"conditioning": conditioning, "reference": list(reference or indices[0]) if conditioning == "current" else None}
-    return StackResult(out, indices, offset, probabilities, steering)
+            yield StackProgress("restore", idx, number, slices, steps, steps)
+        return restored
 
 
-def _classify(
-    data,
-    classifier: str,
-    rgb: bool,
-    index,
-    options: Mapping[str, Any],
-    emit: Callable[[StackProgress], None],
-    should_stop: StopFlag,
-    value_range=None,
-) -> StackResult:
-    check_stack(data, rgb)
-    api.get_classifier(classifier)
-    shape, _ = _shape_and_dtype(data)
-    indices, offset, _ = _plan(shape, rgb, index)
+def _iter_classify(data, classifier, indices, offset, options, should_stop, value_range) -> StackWork:
     _check_finite(data, indices, should_stop)
     probabilities: dict[Index, dict[str, float]] = {}
     total = len(indices)
     for number, idx in enumerate(indices):
         _check_stop(should_stop)
         probabilities[idx] = api.classify(np.asarray(data[idx]), classifier, value_range=value_range, **options)
-        emit(StackProgress("classify", idx, number, total, 1, 1))
+        yield StackProgress("classify", idx, number, total, 1, 1)
     _check_stop(should_stop)
     return StackResult(None, indices, offset, probabilities)
 
@@ -338,12 +322,11 @@ def restore_stack(
     estimates, ``classifier`` (if given) classifies each slice for the record.
     ``progress(event)`` gets a :class:`StackProgress` at every step.
     """
-    emit = progress if progress is not None else (lambda event: None)
-    restorer = restorer or api.preferred_restorer(options.get("model"))
-    return _restore(
-        data, restorer, rgb, index, options, classifier, dict(classifier_options or {}), emit, should_stop,
-        value_range, conditioning, reference,
+    work = iter_restore_stack(
+        data, restorer, rgb=rgb, index=index, value_range=value_range, conditioning=conditioning, reference=reference,
+        classifier=classifier, classifier_options=classifier_options, should_stop=should_stop, **options,
     )
+    return finish(work, progress)
 
 
 def classify_stack(
@@ -358,108 +341,67 @@ def classify_stack(
     **options,
 ) -> StackResult:
     """Classify every slice of ``data`` (or only the one at ``index``); see :class:`StackResult`."""
-    emit = progress if progress is not None else (lambda event: None)
-    return _classify(data, classifier, rgb, index, options, emit, should_stop, value_range)
+    work = iter_classify_stack(
+        data, classifier, rgb=rgb, index=index, value_range=value_range, should_stop=should_stop, **options
+    )
+    return finish(work, progress)
 
 
 # --------------------------------------------------------------------------- generators
-
-_DONE = object()
-#: The helper threads of :func:`relay` now running, each with the event that stops it.
-_helpers: dict[threading.Thread, threading.Event] = {}
-#: How long :func:`stop_helpers` waits when the process exits.
-EXIT_WAIT_S = 120.0
-
-
-@atexit.register
-def stop_helpers(timeout: float = EXIT_WAIT_S) -> None:
-    """Ask every running :func:`relay` helper to stop, and wait (up to ``timeout`` s) until it has.
-
-    Called when the process exits, and by the napari widget when it goes away: a process that
-    exits while such a thread still runs torch code aborts. A helper stops within one step.
-    """
-    for event in list(_helpers.values()):
-        event.set()
-    deadline = time.monotonic() + timeout
-    for thread in list(_helpers):
-        thread.join(max(0.0, deadline - time.monotonic()))
-
-
-def relay(
-    run: Callable[[Callable[[Any], None], Callable[[], bool]], _T],
-    *,
-    should_stop: StopFlag = None,
-    name: str = "daclip-relay",
-) -> Generator[Any, None, _T]:
-    """Turn callback-style work into a generator.
-
-    ``run(emit, should_stop)`` runs in a helper thread; every ``emit(event)`` is yielded here
-    as it happens, and ``run``'s return value becomes the generator's return value (its
-    exception is raised here). Closing the generator early asks ``run`` to stop through its
-    ``should_stop`` and waits until it has.
-    """
-    events: "queue.SimpleQueue[Any]" = queue.SimpleQueue()
-    closed = threading.Event()
-    outcome: dict[str, Any] = {}
-
-    def stopping() -> bool:
-        return closed.is_set() or (should_stop is not None and bool(should_stop()))
-
-    def target() -> None:
-        try:
-            outcome["value"] = run(events.put, stopping)
-        except BaseException as exc:  # handed to the consumer
-            outcome["error"] = exc
-        finally:
-            _helpers.pop(threading.current_thread(), None)
-            events.put(_DONE)
-
-    thread = threading.Thread(target=target, name=name, daemon=True)
-    _helpers[thread] = closed
-    thread.start()
-    finished = False
-    try:
-        while True:
-            item = events.get()
-            if item is _DONE:
-                finished = True
-                break
-            yield item
-    finally:
-        if not finished:  # closed early: the helper stops at its next step
-            closed.set()
-        # wait for it even then: a thread still running torch code when the process exits aborts it
-        thread.join()
-    if "error" in outcome:
-        raise outcome["error"]
-    return outcome["value"]
 
 
 def iter_restore_stack(
     data,
     restorer: Optional[str] = None,
     *,
+    rgb: bool = False,
+    index: Optional[Iterable[int]] = None,
+    value_range=None,
+    conditioning: str = "each",
+    reference: Optional[Iterable[int]] = None,
+    classifier: Optional[str] = None,
+    classifier_options: Optional[Mapping[str, Any]] = None,
     should_stop: StopFlag = None,
-    **arguments,
-) -> Generator[StackProgress, None, StackResult]:
-    """:func:`restore_stack` as a generator of :class:`StackProgress` returning the :class:`StackResult`."""
+    **options,
+) -> StackWork:
+    """:func:`restore_stack` as a generator of :class:`StackProgress` returning the :class:`StackResult`.
 
-    def run(emit, stop):
-        return restore_stack(data, restorer, progress=emit, should_stop=stop, **arguments)
-
-    return (yield from relay(run, should_stop=should_stop, name="daclip-restore"))
+    The arguments are checked at once, before any work.
+    """
+    restorer = restorer or api.preferred_restorer(options.get("model"))
+    check_stack(data, rgb)
+    if conditioning not in CONDITIONING:
+        raise DaclipError(f"conditioning must be one of {', '.join(CONDITIONING)}; got {conditioning!r}")
+    component = api.get_restorer(restorer)  # an unknown name fails before any work
+    options = dict(options_of(component).check(f"restorer {restorer!r}", options))
+    steered = api.steers_itself(restorer)
+    if classifier is not None and not steered:
+        api.get_classifier(classifier)
+    shape, dtype = _shape_and_dtype(data)
+    indices, offset, out_shape = _plan(shape, rgb, index)
+    if reference is not None:
+        reference = slice_indices(shape, rgb, reference)[0]
+    return _Restoration(
+        data, restorer, options, classifier, dict(classifier_options or {}), should_stop, value_range,
+        conditioning if steered else "each", reference, steered, indices, offset, np.empty(out_shape, dtype=dtype),
+    ).run()
 
 
 def iter_classify_stack(
     data,
     classifier: str = api.DEFAULT_CLASSIFIER,
     *,
+    rgb: bool = False,
+    index: Optional[Iterable[int]] = None,
+    value_range=None,
     should_stop: StopFlag = None,
-    **arguments,
-) -> Generator[StackProgress, None, StackResult]:
-    """:func:`classify_stack` as a generator of :class:`StackProgress` returning the :class:`StackResult`."""
+    **options,
+) -> StackWork:
+    """:func:`classify_stack` as a generator of :class:`StackProgress` returning the :class:`StackResult`.
 
-    def run(emit, stop):
-        return classify_stack(data, classifier, progress=emit, should_stop=stop, **arguments)
-
-    return (yield from relay(run, should_stop=should_stop, name="daclip-classify"))
+    The arguments are checked at once, before any work.
+    """
+    check_stack(data, rgb)
+    api.get_classifier(classifier)
+    indices, offset, _ = _plan(_shape_and_dtype(data)[0], rgb, index)
+    return _iter_classify(data, classifier, indices, offset, options, should_stop, value_range)

@@ -3,7 +3,8 @@
 ``daclip``: DA-CLIP-guided IR-SDE diffusion (100 UNet passes with the official samplers,
 10-20 with MaRS; seeded). ``daclip-direct``: DA-CLIP contexts and one pass of a direct
 restorer UNet (deterministic), for models with direct restorer weights such as the embedded
-``tiny``. Their options are declared here, once; nothing here imports torch.
+``tiny``. Their options are declared here, once; nothing here imports torch. The restorers
+are generators (``iter_restore``): a step per network call.
 """
 
 from __future__ import annotations
@@ -68,13 +69,12 @@ class DaclipRestorer(Restorer):
     def estimate(self, image, **options):
         return self._engine(options)[1].conditioning(image)
 
-    def restore(self, image, *, progress=None, should_stop=None, estimate=None, **options):
+    def iter_restore(self, image, *, estimate=None, **options):
         o, engine = self._engine(options)
-        return engine.restore(
+        return (yield from engine.iter_restore(
             image, sampler=o["sampler"], sampler_options=samplers.options_for(o), seed=o["seed"],
-            tile_size=o["tile_size"], memory_budget=o["memory_budget"], precision=o["precision"], progress=progress,
-            should_stop=should_stop, estimate=estimate,
-        )
+            tile_size=o["tile_size"], memory_budget=o["memory_budget"], precision=o["precision"], estimate=estimate,
+        ))
 
 
 class DaclipDirectRestorer(Restorer):
@@ -99,16 +99,11 @@ class DaclipDirectRestorer(Restorer):
     def estimate(self, image, **options):
         return self._engine(options)[1].conditioning(image)
 
-    def restore(self, image, *, progress=None, should_stop=None, estimate=None, **options):
+    def iter_restore(self, image, *, estimate=None, **options):
         o, engine = self._engine(options)
-        return engine.restore(
-            image,
-            tile_size=o["tile_size"],
-            memory_budget=o["memory_budget"],
-            progress=progress,
-            should_stop=should_stop,
-            estimate=estimate,
-        )
+        return (yield from engine.iter_restore(
+            image, tile_size=o["tile_size"], memory_budget=o["memory_budget"], estimate=estimate
+        ))
 
 
 class DaclipClassifier(Classifier):

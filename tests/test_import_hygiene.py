@@ -41,7 +41,7 @@ ALLOWED = {
     "nn": {"errors"},
     "data": {"errors", "nn", "imagefiles"},
     "weights": {"errors", "nn", "plugins", "interfaces", "persist"},
-    "engine": {"errors", "interfaces", "options", "imaging", "nn", "weights"},
+    "engine": {"errors", "interfaces", "steps", "options", "imaging", "nn", "weights"},
     "evaluation": {"errors", "imaging", "imagefiles", "api", "options", "data", "persist"},
     "training": {"errors", "imaging", "nn", "data", "weights", "engine", "evaluation", "models", "persist"},
 }

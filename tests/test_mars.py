@@ -79,7 +79,7 @@ def test_cancel_stops_before_the_next_network_call():
         calls.append(t)
         return torch.zeros_like(x)
 
-    with pytest.raises(Cancelled, match="after 3 of 10 network calls"):
+    with pytest.raises(Cancelled, match="after 3 of 10 steps"):
         sample_mars(noise_fn, mu, SCHEDULE, x_T=mu, steps=10, should_stop=lambda: len(calls) >= 3)
     assert len(calls) == 3
 

@@ -8,7 +8,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from daclip_plugin.engine import mars, samplers
+from daclip_plugin.engine import mars, samplers, sde
 from daclip_plugin.engine.sde import IRSDESchedule, initial_state, sample_posterior, sample_reverse_sde
 from daclip_plugin.errors import Cancelled
 
@@ -283,7 +283,7 @@ def test_reverse_sde_with_oracle_noise_approaches_the_clean_image():
 
 def test_sampler_registry_and_dtype():
     loaded = {name: entry.load() for name, entry in samplers.SAMPLERS.items()}
-    assert loaded == {"posterior": sample_posterior, "sde": sample_reverse_sde, "mars": mars.sample_mars}
+    assert loaded == {"posterior": sde.iter_posterior, "sde": sde.iter_reverse_sde, "mars": mars.iter_mars}
     assert samplers.DEFAULT_SAMPLER == "posterior"
     mu = image(6, dtype=torch.float64)
     s = IRSDESchedule(50, 4)

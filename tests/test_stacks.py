@@ -8,7 +8,7 @@ import time
 import numpy as np
 import pytest
 
-from daclip_plugin import api, stacks
+from daclip_plugin import Step, api, stacks
 from daclip_plugin.errors import Cancelled, DaclipError, PluginError, UnknownNameError
 
 #: A plugin with fake restorers and a classifier, installed through a real entry point.
@@ -17,7 +17,7 @@ FAKE_PLUGIN = """
     import time
 
     import numpy as np
-    from daclip_plugin import Cancelled, Classifier, Restorer, hookimpl
+    from daclip_plugin import Cancelled, Classifier, Restorer, Step, hookimpl
 
     DEGRADATIONS = ("motion-blurry", "hazy", "jpeg-compressed", "low-light", "noisy",
                     "raindrop", "rainy", "shadowed", "snowy", "uncompleted")
@@ -62,6 +62,19 @@ FAKE_PLUGIN = """
         def restore(self, image, **options):
             return image * 0.5
 
+    class Yielding(Restorer):
+        '''A generator restorer: inverts the image in `steps` steps, one Step each.'''
+        name = "yielding"
+
+        def iter_restore(self, image, *, steps=4, delay=0.0):
+            call = {"thread": threading.current_thread().name, "done": 0}
+            CALLS.append(call)
+            for k in range(1, steps + 1):
+                time.sleep(delay)
+                call["done"] = k
+                yield Step(k, steps)
+            return 1.0 - image
+
     class Broken(Restorer):
         name = "broken"
 
@@ -82,7 +95,7 @@ FAKE_PLUGIN = """
 
     @hookimpl
     def register_restorers(register):
-        for cls in (Steps, Slow, Deaf, Silent, Broken):
+        for cls in (Steps, Slow, Deaf, Silent, Yielding, Broken):
             register(cls())
 
     @hookimpl
@@ -201,21 +214,61 @@ def test_classification_per_slice_and_mean(fake):
     assert list(restored.probabilities) == [(1,)]
 
 
-def test_generator_yields_every_step_from_a_helper_thread_and_returns_the_result(fake):
-    data = np.zeros((2, 3, 3), np.float32)
-    generator = stacks.iter_restore_stack(data, "steps", steps=3)
+def _run_to_end(generator):
     events = []
     while True:
         try:
             events.append(next(generator))
         except StopIteration as stop:
-            result = stop.value
-            break
+            return events, stop.value
+
+
+@pytest.mark.parametrize("restorer", ["yielding", "steps"])
+def test_generator_yields_every_step_and_returns_the_result(fake, restorer):
+    data = np.zeros((2, 3, 3), np.float32)
+    events, result = _run_to_end(stacks.iter_restore_stack(data, restorer, steps=3))
     assert [(e.slice, e.step, e.steps) for e in events] == [(s, k, 3 if k else 0) for s in range(2) for k in range(4)]
     np.testing.assert_array_equal(result.data, np.ones_like(data))
-    assert all(call["thread"] == "daclip-restore" for call in fake.CALLS)
+    # a generator restorer runs in the consumer's thread; a callback one in a helper thread
+    expected = threading.current_thread().name if restorer == "yielding" else "daclip-steps"
+    assert [call["thread"] for call in fake.CALLS] == [expected, expected]
+    assert stacks.restore_stack(data, restorer, steps=3).data.tolist() == result.data.tolist()
     classified = list(stacks.iter_classify_stack(data, "steps"))
     assert [e.stage for e in classified] == ["classify", "classify"]
+
+
+def test_a_generator_restorer_through_the_python_api(fake):
+    image = np.full((4, 5), 0.25, np.float32)
+    reports = []
+    np.testing.assert_allclose(api.restore(image, "yielding", steps=3, progress=lambda d, t: reports.append((d, t))), 0.75)
+    assert reports == [(1, 3), (2, 3), (3, 3)]
+    work = api.iter_restore(image, "yielding", steps=2)
+    assert [next(work), next(work)] == [Step(1, 2), Step(2, 2)]
+    with pytest.raises(StopIteration) as end:
+        next(work)
+    np.testing.assert_allclose(end.value.value, 0.75)
+    with pytest.raises(Cancelled, match="after 1 of 3 steps"):
+        api.restore(image, "yielding", steps=3, progress=lambda d, t: reports.append(d), should_stop=lambda: len(reports) > 3)
+    # a callback restorer through the generator API: its steps, from a helper thread
+    assert [step.done for step in api.iter_restore(image, "steps", steps=2)] == [1, 2]
+
+
+def test_a_generator_restorer_stops_within_one_step(fake):
+    stop = threading.Event()
+    seen = []
+    with pytest.raises(Cancelled):
+        for event in stacks.iter_restore_stack(np.zeros((2, 4, 4)), "yielding", steps=50, should_stop=stop.is_set):
+            seen.append(event)
+            if event.step == 3:
+                stop.set()
+    assert seen[-1].step == 3 and [call["done"] for call in fake.CALLS] == [3]
+    # without a stop flag, a consumer that stops iterating stops the work
+    generator = stacks.iter_restore_stack(np.zeros((4, 4)), "yielding", steps=50)
+    for event in generator:
+        if event.step == 2:
+            break
+    generator.close()
+    assert fake.CALLS[-1]["done"] == 2
 
 
 def test_cancel_stops_within_one_step(fake):
@@ -254,12 +307,13 @@ def test_generator_cancel_and_errors_reach_the_consumer(fake):
 
 def test_closing_the_generator_stops_the_helper_thread(fake):
     generator = stacks.iter_restore_stack(np.zeros((4, 4)), "slow")
-    next(generator)
+    while next(generator).step < 1:  # until the helper thread has started
+        pass
     generator.close()
     deadline = time.perf_counter() + 3
-    while any(t.name == "daclip-restore" for t in threading.enumerate()) and time.perf_counter() < deadline:
+    while any(t.name == "daclip-slow" for t in threading.enumerate()) and time.perf_counter() < deadline:
         time.sleep(0.01)
-    assert not any(t.name == "daclip-restore" for t in threading.enumerate())
+    assert not any(t.name == "daclip-slow" for t in threading.enumerate())
     assert len(fake.CALLS) == 1
 
 

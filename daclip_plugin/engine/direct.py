@@ -18,8 +18,6 @@ control=True)``, unnormalised), exactly as the IR-SDE pipeline computes them.
 
 from __future__ import annotations
 
-import contextlib
-import threading
 from pathlib import Path
 from typing import Optional, Sequence, Union
 
@@ -27,10 +25,11 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..errors import Cancelled, WeightsNotFoundError
-from ..interfaces import Estimate, ProgressCallback, StopCallback
+from ..errors import WeightsNotFoundError
+from ..interfaces import Estimate
 from ..nn.daclip import DEGRADATIONS
-from ..nn.unet import ConditionalUNet, ResBlock
+from ..nn.unet import ConditionalUNet
+from ..steps import ProgressCallback, Step, Steps, StopCallback, drive
 from . import tiling
 from .pipeline import DEFAULT_OVERLAP, ConditionedModel, tile_size_for
 from .unet_call import PreparedUNet
@@ -63,79 +62,51 @@ class DirectRestorer(ConditionedModel):
     name = "daclip-direct"
     description = "DA-CLIP-conditioned UNet, one pass (the small embedded model's fast restorer)"
 
-    @torch.no_grad()
     def restore(
+        self,
+        rgb: np.ndarray,
+        *,
+        progress: Optional[ProgressCallback] = None,
+        should_stop: Optional[StopCallback] = None,
+        **settings,
+    ) -> np.ndarray:
+        """:meth:`iter_restore` run to its end: ``progress(passes, total)`` after every UNet
+        pass (one per tile), ``should_stop()`` polled before each one."""
+        return drive(self.iter_restore(rgb, **settings), progress, should_stop)
+
+    @torch.no_grad()
+    def iter_restore(
         self,
         rgb: np.ndarray,
         *,
         tile_size: Optional[int] = None,
         tile_overlap: int = DEFAULT_OVERLAP,
         memory_budget: Optional[int] = None,
-        progress: Optional[ProgressCallback] = None,
-        should_stop: Optional[StopCallback] = None,
         estimate: Optional[Estimate] = None,
-    ) -> np.ndarray:
-        """Restore ``rgb`` in one UNet pass; returns a ``float32`` image in ``[0, 1]``.
+    ) -> Steps[np.ndarray]:
+        """Restore ``rgb`` in one UNet pass: yields a step per tile, returns a ``float32`` image in ``[0, 1]``.
 
         ``tile_size`` bounds the UNet's input (``None``: tiles only when the pass would need
-        more than ``memory_budget`` MiB; ``0``: never). The pass reports ``progress(blocks, total)`` after
-        each of the UNet's residual blocks (of every tile), and ``should_stop()`` is polled
-        before each one, so even a single large pass shows progress and stops promptly.
-        ``estimate`` steers the UNet instead of a DA-CLIP pass over ``rgb``.
+        more than ``memory_budget`` MiB, which also bounds how long one step takes; ``0``:
+        never). ``estimate`` steers the UNet instead of a DA-CLIP pass over ``rgb``.
         """
-        if should_stop is not None and should_stop():
-            raise Cancelled("stopped before DA-CLIP ran")
         degra, content = self.contexts(rgb, estimate)
         tile_size, tile_overlap = tile_size_for(rgb.shape[:2], tile_size, tile_overlap, self.unet, memory_budget)
         dtype = next(self.unet.parameters()).dtype
         lq = torch.from_numpy(np.ascontiguousarray(rgb, dtype=np.float32)).permute(2, 0, 1)[None]
         lq = lq.to(self.device, dtype)
         degra, content = degra.to(dtype), content.to(dtype)
-        tiles = len(tiling.tile_starts(lq.shape[-2], tile_size, tile_overlap)) * len(
-            tiling.tile_starts(lq.shape[-1], tile_size, tile_overlap)
-        ) if tile_size else 1
-
         call = PreparedUNet(self.unet, self.device)
 
         def residual(x: Tensor, _cond: Tensor) -> Tensor:
             return direct_restore(call, x, degra, content) - x
 
-        with block_progress(self.unet, tiles, progress, should_stop):
-            if tile_size:
-                out = tiling.apply_tiled(residual, lq, lq, tile_size, tile_overlap).add_(lq)
-            else:
-                out = direct_restore(call, lq, degra, content)
+        if tile_size:
+            out = (yield from tiling.iter_tiled(residual, lq, lq, tile_size, tile_overlap)).add_(lq)
+        else:
+            out = direct_restore(call, lq, degra, content)
+            yield Step(1, 1)
         return out.clamp_(0, 1)[0].permute(1, 2, 0).float().cpu().numpy()
-
-
-@contextlib.contextmanager
-def block_progress(
-    unet: ConditionalUNet, passes: int, progress: Optional[ProgressCallback], should_stop: Optional[StopCallback]
-):
-    """Report ``progress(done, total)`` after each residual block of ``passes`` UNet passes,
-    and raise :class:`Cancelled` before a block once ``should_stop()`` is true.
-
-    Only the calling thread's passes count: the same UNet may run in other threads.
-    """
-    blocks = [module for module in unet.modules() if isinstance(module, ResBlock)]
-    total, done, owner = passes * len(blocks), [0], threading.get_ident()
-
-    def before(module, args):
-        if threading.get_ident() == owner and should_stop is not None and should_stop():
-            raise Cancelled(f"stopped after {done[0]} of {total} UNet blocks")
-
-    def after(module, args, output):
-        if threading.get_ident() == owner:
-            done[0] += 1
-            if progress is not None:
-                progress(min(done[0], total), total)
-
-    handles = [hook for block in blocks for hook in (block.register_forward_pre_hook(before), block.register_forward_hook(after))]
-    try:
-        yield
-    finally:
-        for handle in handles:
-            handle.remove()
 
 
 def load_model(

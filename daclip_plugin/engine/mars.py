@@ -14,8 +14,10 @@ interpolations of their values at ``0..T``; the network is called with those fra
 timesteps (a Python float ``t``). Coefficients are computed in float32, as the reference
 implementation does, which reproduces its outputs to about 1e-6.
 
-:func:`sample_mars` takes the samplers' common arguments (see :mod:`daclip_plugin.engine.sde`) and
-the options of :data:`~daclip_plugin.engine.samplers.MARS_OPTIONS`; ``progress(done, total)`` counts network calls.
+:func:`iter_mars` (a sampler generator) takes the samplers' common arguments (see
+:mod:`daclip_plugin.engine.sde`) and the options of
+:data:`~daclip_plugin.engine.samplers.MARS_OPTIONS`; its steps count network calls.
+:func:`sample_mars` runs it to the end with callbacks.
 """
 
 from __future__ import annotations
@@ -27,8 +29,8 @@ from typing import Iterable, Optional
 import torch
 from torch import Tensor
 
-from ..errors import Cancelled, DaclipError, InvalidOptionError
-from ..interfaces import ProgressCallback, StopCallback
+from ..errors import DaclipError, InvalidOptionError
+from ..steps import ProgressCallback, Step, Steps, StopCallback, drive
 from .samplers import MARS_OPTIONS, MARS_SOLVER_ORDERS
 from .sde import Draws, IRSDESchedule, NoiseFn, check_condition
 
@@ -247,8 +249,7 @@ def mars_calls(schedule: IRSDESchedule, **options) -> list[float]:
     return timesteps[:-1]
 
 
-@torch.no_grad()
-def sample_mars(
+def iter_mars(
     noise_fn: NoiseFn,
     mu: Tensor,
     schedule: IRSDESchedule,
@@ -256,22 +257,27 @@ def sample_mars(
     x_T: Optional[Tensor] = None,
     generator: Optional[torch.Generator] = None,
     draws: Optional[Iterable] = None,
-    progress: Optional[ProgressCallback] = None,
-    should_stop: Optional[StopCallback] = None,
     **options,
-) -> Tensor:
+) -> Steps[Tensor]:
     """Restore with MaRS in ``steps`` network calls (``options``: see :data:`~daclip_plugin.engine.samplers.MARS_OPTIONS`).
 
     Draws (see :mod:`daclip_plugin.engine.sde`): ``z_0`` for ``x_T`` unless given, then one per step
     for the SDE solver, none for the ODE solver. ``noise_fn`` receives float timesteps.
+    The options are checked at once, before any work.
     """
     settings = MarsOptions.from_options(**options)
     check_condition(mu)
-    source = Draws(mu, generator, draws)
+    if x_T is not None and x_T.shape != mu.shape:
+        raise ValueError(f"x_T has shape {tuple(x_T.shape)}, mu has {tuple(mu.shape)}")
+    return _iter_mars(noise_fn, mu, schedule, x_T, Draws(mu, generator, draws), settings)
+
+
+@torch.no_grad()
+def _iter_mars(
+    noise_fn: NoiseFn, mu: Tensor, schedule: IRSDESchedule, x_T: Optional[Tensor], source: Draws, settings: MarsOptions
+) -> Steps[Tensor]:
     if x_T is None:
         x = mu + source.next() * schedule.max_sigma
-    elif x_T.shape != mu.shape:
-        raise ValueError(f"x_T has shape {tuple(x_T.shape)}, mu has {tuple(mu.shape)}")
     else:
         x = x_T.to(dtype=mu.dtype, device=mu.device, copy=True)  # the solver updates its state in place
     solver = _Solver(MarsSchedule(schedule), settings, mu)
@@ -284,8 +290,6 @@ def sample_mars(
         return min(settings.order, calls - i) if calls < 10 and i < calls else settings.order
 
     for i in range(1, calls + 1):
-        if should_stop is not None and should_stop():
-            raise Cancelled(f"sampling stopped after {i - 1} of {calls} network calls")
         solver.forget_oldest()
         time = solver.timesteps[i - 1].item()
         if i == calls and settings.denoise_last:
@@ -295,6 +299,18 @@ def sample_mars(
             x = solver.step(x, i, order_at(i), source.next() if settings.solver == "sde" else None)
         if bool(torch.isnan(x).any()):
             raise DaclipError(f"MaRS sampling diverged (NaN) at step {i} of {calls}; try more steps or order 1")
-        if progress is not None:
-            progress(i, calls)
+        yield Step(i, calls)
     return x
+
+
+def sample_mars(
+    noise_fn: NoiseFn,
+    mu: Tensor,
+    schedule: IRSDESchedule,
+    *,
+    progress: Optional[ProgressCallback] = None,
+    should_stop: Optional[StopCallback] = None,
+    **arguments,
+) -> Tensor:
+    """:func:`iter_mars` run to its end, with callbacks."""
+    return drive(iter_mars(noise_fn, mu, schedule, **arguments), progress, should_stop)

@@ -13,11 +13,12 @@ import numpy as np
 import torch
 
 from .. import imaging, weights
-from ..errors import Cancelled, DaclipError, InvalidImageError, InvalidOptionError
+from ..errors import DaclipError, InvalidImageError, InvalidOptionError
 from ..imaging import unit_to_uint8
-from ..interfaces import Estimate, ProgressCallback, StopCallback
+from ..interfaces import Estimate
 from ..nn.daclip import DEGRADATIONS, DaCLIP, DegradationClassifier, DegradationEstimate
 from ..nn.unet import ConditionalUNet
+from ..steps import ProgressCallback, Steps, StopCallback, drive
 from . import samplers, tiling
 from .devices import memory_budget as memory_budget_bytes
 from .devices import select_device
@@ -118,8 +119,20 @@ class DaclipPipeline(ConditionedModel):
         super().__init__(daclip, unet, prompts, clip_view)
         self.schedule = schedule if schedule is not None else IRSDESchedule.from_config(OFFICIAL_SDE)
 
-    @torch.no_grad()
     def restore(
+        self,
+        rgb: np.ndarray,
+        *,
+        progress: Optional[ProgressCallback] = None,
+        should_stop: Optional[StopCallback] = None,
+        **settings,
+    ) -> np.ndarray:
+        """:meth:`iter_restore` run to its end: ``progress(calls, total)`` after every network
+        call, ``should_stop()`` polled before each one (see :func:`daclip_plugin.steps.drive`)."""
+        return drive(self.iter_restore(rgb, **settings), progress, should_stop)
+
+    @torch.no_grad()
+    def iter_restore(
         self,
         rgb: np.ndarray,
         *,
@@ -130,25 +143,19 @@ class DaclipPipeline(ConditionedModel):
         tile_overlap: int = DEFAULT_OVERLAP,
         memory_budget: Optional[int] = None,
         precision: str = "fp32",
-        progress: Optional[ProgressCallback] = None,
-        should_stop: Optional[StopCallback] = None,
         estimate: Optional[Estimate] = None,
-    ) -> np.ndarray:
-        """Restore ``rgb`` by IR-SDE sampling; returns a ``float32`` image in ``[0, 1]``.
+    ) -> Steps[np.ndarray]:
+        """Restore ``rgb`` by IR-SDE sampling: yields a step per network call, returns a ``float32`` image in ``[0, 1]``.
 
         ``sampler`` names a sampler of :mod:`daclip_plugin.engine.samplers`, and ``sampler_options``
         its own options (MaRS: ``steps``, ``solver``, ``order``, ``time_schedule``, ...).
         ``seed`` makes the run reproducible on a given device (``None``: fresh randomness).
         ``tile_size`` bounds the UNet's input (``None``: tiles only when one call would need
         more than ``memory_budget`` MiB, see :func:`tile_size_for`; ``0``: never). ``precision`` is one of :data:`PRECISIONS`.
-        ``progress(calls, total)`` is called after every network call and ``should_stop()``
-        is polled before each one. ``estimate`` (see :meth:`conditioning`) steers the UNet
-        instead of a DA-CLIP pass over ``rgb``.
+        ``estimate`` (see :meth:`conditioning`) steers the UNet instead of a DA-CLIP pass over ``rgb``.
         """
         sample = samplers.get(sampler).load()
         call = PreparedUNet(self.unet, self.device, precision)  # an impossible precision fails before any work
-        if should_stop is not None and should_stop():
-            raise Cancelled("stopped before DA-CLIP ran")
         contexts = self.contexts(rgb, estimate)
         device = self.device
         lq = torch.from_numpy(np.ascontiguousarray(rgb, dtype=np.float32)).permute(2, 0, 1)[None].to(device)
@@ -159,10 +166,7 @@ class DaclipPipeline(ConditionedModel):
             generator.seed()
         else:
             generator.manual_seed(int(seed))
-        out = sample(
-            noise_fn, lq, self.schedule, generator=generator, progress=progress, should_stop=should_stop,
-            **dict(sampler_options or {}),
-        )
+        out = yield from sample(noise_fn, lq, self.schedule, generator=generator, **dict(sampler_options or {}))
         return out.clamp_(0, 1)[0].permute(1, 2, 0).float().cpu().numpy()
 
     @staticmethod

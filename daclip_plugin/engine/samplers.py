@@ -47,9 +47,9 @@ MARS_OPTIONS = OptionSet((
 class Sampler:
     """A registered sampler: ``function`` is ``"module:name"``, imported by :meth:`load`.
 
-    The function takes ``(noise_fn, mu, schedule, *, x_T, generator, draws, progress,
-    should_stop, **options)`` (see :mod:`daclip_plugin.engine.sde`); ``options`` lists the options
-    a restorer offers for it.
+    The function takes ``(noise_fn, mu, schedule, *, x_T, generator, draws, **options)`` and
+    returns a generator of steps, one per network call, that returns the final state (see
+    :mod:`daclip_plugin.engine.sde`); ``options`` lists the options a restorer offers for it.
     """
 
     name: str
@@ -66,11 +66,11 @@ SAMPLERS: dict[str, Sampler] = {
     sampler.name: sampler
     for sampler in (
         Sampler("posterior", "the official sampler: exact posterior steps, T (100) network calls",
-                "daclip_plugin.engine.sde:sample_posterior"),
+                "daclip_plugin.engine.sde:iter_posterior"),
         Sampler("sde", "Euler-Maruyama steps of the reverse SDE, T (100) network calls",
-                "daclip_plugin.engine.sde:sample_reverse_sde"),
+                "daclip_plugin.engine.sde:iter_reverse_sde"),
         Sampler("mars", "MaRS fast sampler: 'steps' network calls (default 20)",
-                "daclip_plugin.engine.mars:sample_mars", MARS_OPTIONS.options[:4]),
+                "daclip_plugin.engine.mars:iter_mars", MARS_OPTIONS.options[:4]),
     )
 }
 DEFAULT_SAMPLER = "posterior"

@@ -11,10 +11,11 @@ Timesteps are integers ``0..T`` (index ``t`` of every schedule array); a sampler
 The schedule is computed in ``float32``, exactly as the official implementation does, and so
 are the per-step scalar coefficients; this reproduces the official samplers to about 1e-7.
 
-Samplers (registered by name in :mod:`daclip_plugin.engine.samplers`) share one signature::
+Samplers are generators (registered by name in :mod:`daclip_plugin.engine.samplers`) with one
+signature; each yields a :class:`~daclip_plugin.steps.Step` after every network call and
+returns the final state::
 
-    sampler(noise_fn, mu, schedule, *, x_T=None, generator=None, draws=None,
-            progress=None, should_stop=None) -> Tensor
+    sampler(noise_fn, mu, schedule, *, x_T=None, generator=None, draws=None) -> Steps[Tensor]
 
 ``noise_fn(x, t)`` predicts the noise of state ``x`` at timestep ``t`` (here the Python ints
 ``T`` down to 1; :mod:`daclip_plugin.engine.mars` passes floats); ``mu`` is the condition (the
@@ -23,9 +24,10 @@ low-quality image).  The start is ``x_T`` if given, else
 unless ``x_T`` is given; then ``z_k`` for step ``k = 1..T``, from ``t = T - k + 1`` to
 ``t - 1``) from the iterable ``draws`` if given (tensors or arrays shaped like ``mu``), else
 from ``generator`` (torch's global generator when None; it must live on ``mu``'s device).
-``progress(done, T)`` is called after each step; ``should_stop()`` is polled before each
-step and :class:`~daclip_plugin.errors.Cancelled` is raised when it returns True.  Samplers
-run without autograd, in ``mu``'s dtype and device, and never clamp their output.
+Samplers run without autograd, in ``mu``'s dtype and device, and never clamp their output.
+:func:`sample_posterior` and :func:`sample_reverse_sde` run them to the end with callbacks
+(``progress(done, T)`` after each step, ``should_stop()`` polled before each one; see
+:func:`daclip_plugin.steps.drive`).
 """
 
 from __future__ import annotations
@@ -37,8 +39,7 @@ from typing import Callable, Iterable, Mapping, Optional
 import torch
 from torch import Tensor
 
-from ..errors import Cancelled
-from ..interfaces import ProgressCallback, StopCallback
+from ..steps import ProgressCallback, Step, Steps, StopCallback, drive
 
 #: Predicts the noise of the state ``x`` at timestep ``t`` (an int here, a float for MaRS).
 NoiseFn = Callable[[Tensor, float], Tensor]
@@ -301,21 +302,19 @@ def initial_state(
     return mu + z * schedule.max_sigma
 
 
-Step = Callable[[IRSDESchedule, Tensor, Tensor, Tensor, int, Tensor], Tensor]
+Update = Callable[[IRSDESchedule, Tensor, Tensor, Tensor, int, Tensor], Tensor]
 
 
 @torch.no_grad()
-def _sample(
-    step: Step,
+def _iter_sample(
+    update: Update,
     noise_fn: NoiseFn,
     mu: Tensor,
     schedule: IRSDESchedule,
     x_T: Optional[Tensor],
     generator: Optional[torch.Generator],
     draws: Optional[Iterable],
-    progress: Optional[ProgressCallback],
-    should_stop: Optional[StopCallback],
-) -> Tensor:
+) -> Steps[Tensor]:
     check_condition(mu)
     source = Draws(mu, generator, draws)
     if x_T is None:
@@ -326,12 +325,41 @@ def _sample(
         x = x_T.to(dtype=mu.dtype, device=mu.device)
     total = schedule.T
     for done, t in enumerate(range(total, 0, -1)):
-        if should_stop is not None and should_stop():
-            raise Cancelled(f"sampling stopped after {done} of {total} steps")
-        x = step(schedule, x, noise_fn(x, t), mu, t, source.next())
-        if progress is not None:
-            progress(done + 1, total)
+        x = update(schedule, x, noise_fn(x, t), mu, t, source.next())
+        yield Step(done + 1, total)
     return x
+
+
+def iter_posterior(
+    noise_fn: NoiseFn,
+    mu: Tensor,
+    schedule: IRSDESchedule,
+    *,
+    x_T: Optional[Tensor] = None,
+    generator: Optional[torch.Generator] = None,
+    draws: Optional[Iterable] = None,
+) -> Steps[Tensor]:
+    """Restore by sampling the exact Gaussian posterior of each ``x_{t-1}`` (official default).
+
+    See the module docstring for the arguments.
+    """
+    return _iter_sample(IRSDESchedule.posterior_step, noise_fn, mu, schedule, x_T, generator, draws)
+
+
+def iter_reverse_sde(
+    noise_fn: NoiseFn,
+    mu: Tensor,
+    schedule: IRSDESchedule,
+    *,
+    x_T: Optional[Tensor] = None,
+    generator: Optional[torch.Generator] = None,
+    draws: Optional[Iterable] = None,
+) -> Steps[Tensor]:
+    """Restore by Euler-Maruyama integration of the reverse SDE (the paper-era sampler).
+
+    See the module docstring for the arguments.
+    """
+    return _iter_sample(IRSDESchedule.reverse_sde_step, noise_fn, mu, schedule, x_T, generator, draws)
 
 
 def sample_posterior(
@@ -339,27 +367,12 @@ def sample_posterior(
     mu: Tensor,
     schedule: IRSDESchedule,
     *,
-    x_T: Optional[Tensor] = None,
-    generator: Optional[torch.Generator] = None,
-    draws: Optional[Iterable] = None,
     progress: Optional[ProgressCallback] = None,
     should_stop: Optional[StopCallback] = None,
+    **arguments,
 ) -> Tensor:
-    """Restore by sampling the exact Gaussian posterior of each ``x_{t-1}`` (official default).
-
-    See the module docstring for the arguments.
-    """
-    return _sample(
-        IRSDESchedule.posterior_step,
-        noise_fn,
-        mu,
-        schedule,
-        x_T,
-        generator,
-        draws,
-        progress,
-        should_stop,
-    )
+    """:func:`iter_posterior` run to its end, with callbacks."""
+    return drive(iter_posterior(noise_fn, mu, schedule, **arguments), progress, should_stop)
 
 
 def sample_reverse_sde(
@@ -367,24 +380,9 @@ def sample_reverse_sde(
     mu: Tensor,
     schedule: IRSDESchedule,
     *,
-    x_T: Optional[Tensor] = None,
-    generator: Optional[torch.Generator] = None,
-    draws: Optional[Iterable] = None,
     progress: Optional[ProgressCallback] = None,
     should_stop: Optional[StopCallback] = None,
+    **arguments,
 ) -> Tensor:
-    """Restore by Euler-Maruyama integration of the reverse SDE (the paper-era sampler).
-
-    See the module docstring for the arguments.
-    """
-    return _sample(
-        IRSDESchedule.reverse_sde_step,
-        noise_fn,
-        mu,
-        schedule,
-        x_T,
-        generator,
-        draws,
-        progress,
-        should_stop,
-    )
+    """:func:`iter_reverse_sde` run to its end, with callbacks."""
+    return drive(iter_reverse_sde(noise_fn, mu, schedule, **arguments), progress, should_stop)

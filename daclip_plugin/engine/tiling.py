@@ -6,11 +6,14 @@ network's working memory is bounded by the tile size.
 
 from __future__ import annotations
 
+import itertools
 import math
 from typing import Callable, Optional
 
 import torch
 from torch import Tensor
+
+from ..steps import Step, Steps, finish
 
 DEFAULT_OVERLAP = 64
 #: The smallest tile, and the most tiles a run may cut an image into.
@@ -98,23 +101,42 @@ def apply_tiled(
     ``x`` and ``cond`` are ``(B, C, H, W)``; ``fn`` must keep the spatial size. With one tile
     covering the image this is exactly ``fn(x, cond)``.
     """
+    return finish(iter_tiled(fn, x, cond, tile, overlap))
+
+
+def iter_tiled(
+    fn: Callable[[Tensor, Tensor], Tensor],
+    x: Tensor,
+    cond: Tensor,
+    tile: int,
+    overlap: int,
+) -> Steps[Tensor]:
+    """:func:`apply_tiled` as a generator: a step after each tile's call of ``fn``."""
     if not 0 <= overlap < tile:
         raise ValueError(f"need 0 <= overlap < tile, got overlap={overlap}, tile={tile}")
+    return _iter_tiled(fn, x, cond, tile, overlap)
+
+
+def _iter_tiled(fn, x: Tensor, cond: Tensor, tile: int, overlap: int) -> Steps[Tensor]:
     height, width = x.shape[-2:]
     rows, cols = tile_starts(height, tile, overlap), tile_starts(width, tile, overlap)
-    if len(rows) == len(cols) == 1:
-        return fn(x, cond)
+    total = len(rows) * len(cols)
+    if total == 1:
+        out = fn(x, cond)
+        yield Step(1, 1)
+        return out
     out = weight_sum = None
-    for top in rows:
-        for left in cols:
-            window = (..., slice(top, top + tile), slice(left, left + tile))
-            piece = fn(x[window], cond[window])
-            weight = _ramp(piece.shape[-2], overlap, x.device, piece.dtype)[:, None] * _ramp(
-                piece.shape[-1], overlap, x.device, piece.dtype
-            )
-            if out is None:
-                out = piece.new_zeros(piece.shape[:-2] + (height, width))
-                weight_sum = piece.new_zeros((height, width))
-            out[window] += piece * weight
-            weight_sum[window[1:]] += weight
+    for number, (top, left) in enumerate(itertools.product(rows, cols), 1):
+        window = (..., slice(top, top + tile), slice(left, left + tile))
+        piece = fn(x[window], cond[window])
+        weight = _ramp(piece.shape[-2], overlap, x.device, piece.dtype)[:, None] * _ramp(
+            piece.shape[-1], overlap, x.device, piece.dtype
+        )
+        if out is None:
+            out = piece.new_zeros(piece.shape[:-2] + (height, width))
+            weight_sum = piece.new_zeros((height, width))
+        out[window] += piece * weight
+        weight_sum[window[1:]] += weight
+        del piece, weight
+        yield Step(number, total)
     return out.div_(weight_sum)  # in place: no second full-size result

@@ -1,5 +1,9 @@
 """The widget's runs: the work of its worker threads (generators) and the state of one run.
 
+The restorations and classifications ``yield from`` the engine's own generators
+(:mod:`daclip_plugin.stacks`), in the worker thread; a download, which reports through
+callbacks, goes through :func:`daclip_plugin.steps.relay`.
+
 A worker yields ``("progress", layer number, StackProgress)`` at every step, slice and layer,
 ``("done", layer number, StackResult)`` when a layer is finished, and ``("bytes", done,
 total)`` while downloading; :class:`Run` turns them into a position on one progress bar.
@@ -13,7 +17,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Generator, Optional
 
-from .. import stacks, weights
+from .. import stacks, steps, weights
 from .layers import LayerJob
 
 
@@ -105,4 +109,4 @@ def download_job(name, should_stop):
     def run(emit, stop):
         return weights.download(name, progress=lambda done, total: emit(("bytes", done, total)), should_stop=stop)
 
-    return (yield from stacks.relay(run, should_stop=should_stop, name="daclip-download"))
+    return (yield from steps.relay(run, should_stop=should_stop, name="daclip-download"))

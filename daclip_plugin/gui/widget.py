@@ -23,7 +23,7 @@ from napari.utils import progress as napari_progress
 from napari.utils.notifications import show_error, show_info, show_warning
 from qtpy.QtCore import QThreadPool
 
-from .. import api, stacks, weights
+from .. import api, steps, weights
 from ..engine import samplers
 from ..errors import Cancelled, DaclipError
 from ..options import of as options_of
@@ -73,9 +73,9 @@ class DaclipWidget(Container):
         self._follow.changed.connect(self._follow_selection)
         for control in self._remembered().values():
             control.changed.connect(self._save_settings)
-        self._download.changed.connect(self._start_download)
-        self._classify_button.changed.connect(self._start_classify)
-        self._restore_button.changed.connect(self._start_restore)
+        self._download.changed.connect(self.download)
+        self._classify_button.changed.connect(self.classify)
+        self._restore_button.changed.connect(self.restore)
         self._cancel_button.changed.connect(self.cancel)
         layers = self._viewer.layers
         layers.events.inserted.connect(self._on_layer_inserted)
@@ -120,12 +120,13 @@ class DaclipWidget(Container):
         """napari is quitting: stop the run and wait until its threads have finished.
 
         Also when the panel is destroyed (napari closes). The worker stops at its next
-        report, the helper thread that runs the model (see :func:`daclip_plugin.stacks.relay`)
-        within one step; a process that exits while a thread still runs torch code aborts.
+        step, as does a helper thread of a callback-style restorer or download (see
+        :func:`daclip_plugin.steps.relay`); a process that exits while a thread still runs
+        torch code aborts.
         """
         self.close_panel()
         QThreadPool.globalInstance().waitForDone(QUIT_WAIT_MS)
-        stacks.stop_helpers(QUIT_WAIT_MS / 1000)
+        steps.stop_helpers(QUIT_WAIT_MS / 1000)
 
     # ----------------------------------------------------------------- choices
 
@@ -308,8 +309,8 @@ class DaclipWidget(Container):
         )
         return False
 
-    def _start_classify(self, *_):
-        """Classify the selected layers in a worker thread; returns the worker."""
+    def classify(self, *_):
+        """Press Classify: classify the selected layers in a worker thread; returns the worker (or ``None``)."""
         if self.running:
             return None
         if not self.selected_layers():
@@ -326,8 +327,8 @@ class DaclipWidget(Container):
             return None
         return self._launch(Run(Task.CLASSIFY, jobs), classify_jobs, jobs, classifier, chosen)
 
-    def _start_restore(self, *_):
-        """Restore the selected layers in a worker thread; returns the worker."""
+    def restore(self, *_):
+        """Press Restore: restore the selected layers in a worker thread; returns the worker (or ``None``)."""
         if self.running:
             return None
         if not self.selected_layers():
@@ -355,23 +356,11 @@ class DaclipWidget(Container):
             return None
         return self._launch(Run(Task.RESTORE, [plan.job for plan in plans], plans=plans), restore_jobs, plans)
 
-    def _start_download(self, *_):
-        """Download the selected model's weights in a worker thread; returns the worker."""
+    def download(self, *_):
+        """Press Download: fetch the chosen model's weights in a worker thread; returns the worker (or ``None``)."""
         if self.running or self._model.value is None:
             return None
         return self._launch(Run(Task.DOWNLOAD, [], label=self._model.value), download_job, self._model.value)
-
-    def classify(self):
-        """Press Classify (returns the worker, or ``None`` if nothing started)."""
-        return self._start_classify()
-
-    def restore(self):
-        """Press Restore (returns the worker, or ``None`` if nothing started)."""
-        return self._start_restore()
-
-    def download(self):
-        """Press Download (returns the worker, or ``None`` if nothing started)."""
-        return self._start_download()
 
     def cancel(self, *_) -> None:
         """Stop the running job: the sampler stops within one step and nothing partial is written."""
