@@ -352,3 +352,13 @@ def test_cli_download_offline_error(hub, test_models, capsys):
     err = capsys.readouterr().err
     assert err.startswith("daclip: error: could not download") and "cannot reach" in err
     assert "daclip download test-model" in err and "Traceback" not in err
+
+
+def test_an_unknown_weight_file_role_is_named_in_one_message():
+    for call in (
+        lambda: weights.models_with("vae"),
+        lambda: weights.get_model("tiny").file("vae"),
+        lambda: weights.resolve("tiny", roles=("daclip", "vae")),
+    ):
+        with pytest.raises(ValueError, match=r"unknown weight file role\(s\) 'vae'; roles: daclip, unet, direct"):
+            call()

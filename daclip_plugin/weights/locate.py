@@ -23,6 +23,7 @@ from .registry import (
     PathLike,
     ResolvedModel,
     WeightFile,
+    check_roles,
     format_size,
     get_model,
     list_models,
@@ -110,8 +111,7 @@ def offline_hint() -> str:
 
 def models_with(role: str) -> list[str]:
     """Names of the registered models that have a file of ``role`` (e.g. ``"direct"``)."""
-    if role not in ROLES:
-        raise ValueError(f"unknown weight file role {role!r}; roles: {', '.join(ROLES)}")
+    check_roles(role)
     return [spec.name for spec in list_models() if spec.file(role) is not None]
 
 
@@ -133,9 +133,7 @@ def _wanted_roles(spec: ModelSpec, roles: Optional[Sequence[str]], explicit: Map
         if explicit.get("direct") is not None and "direct" not in wanted:
             wanted.append("direct")
         return wanted
-    unknown = [role for role in roles if role not in ROLES]
-    if unknown:
-        raise ValueError(f"unknown weight file role(s) {', '.join(map(repr, unknown))}; roles: {', '.join(ROLES)}")
+    check_roles(*roles)
     for role in roles:
         if spec.file(role) is None and explicit.get(role) is None:
             raise _no_such_file(spec, role)

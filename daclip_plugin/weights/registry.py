@@ -21,6 +21,13 @@ ROLES = ("daclip", "unet", "direct")
 """The files a model may have: DA-CLIP, the IR-SDE UNet and (optional) the direct restorer UNet."""
 ROLE_LABELS = {"daclip": "DA-CLIP", "unet": "UNet", "direct": "direct restorer"}
 
+
+def check_roles(*roles: str) -> None:
+    """Raise ``ValueError`` naming any of ``roles`` that is not one of :data:`ROLES`."""
+    unknown = [role for role in roles if role not in ROLES]
+    if unknown:
+        raise ValueError(f"unknown weight file role(s) {', '.join(map(repr, unknown))}; roles: {', '.join(ROLES)}")
+
 SOURCE_EXPLICIT = "explicit path"
 SOURCE_ENV = ENV_WEIGHTS_DIR
 SOURCE_CACHE = "Hugging Face cache"
@@ -137,8 +144,7 @@ class ModelSpec:
 
     def file(self, role: str) -> Optional[WeightFile]:
         """The file of ``role`` (one of :data:`ROLES`); ``None`` when the model has none."""
-        if role not in ROLES:
-            raise ValueError(f"unknown weight file role {role!r}; roles: {', '.join(ROLES)}")
+        check_roles(role)
         return dict(self.files).get(role)
 
     @property
@@ -167,8 +173,7 @@ class ResolvedModel:
         return tuple(role for role in ROLES if getattr(self, role) is not None)
 
     def path(self, role: str) -> Path:
-        if role not in ROLES:
-            raise ValueError(f"unknown weight file role {role!r}; roles: {', '.join(ROLES)}")
+        check_roles(role)
         path = getattr(self, role)
         if path is None:
             raise DaclipError(f"the {ROLE_LABELS[role]} file of model {self.spec.name!r} was not resolved")
