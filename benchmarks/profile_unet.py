@@ -5,7 +5,7 @@ Builds a UNet of the released or embedded shapes with random weights, runs
 and prints the share of CPU time by kind of operator (convolutions, normalisation,
 attention, element-wise arithmetic, copies and layout) and the top operators.
 
-    python benchmarks/profile_unet.py --arch universal-ir --size 256 --repeats 3
+    python benchmarks/profile_unet.py --arch universal-ir --size 256 --repeats 3 [--precision bf16]
 """
 
 from __future__ import annotations
@@ -50,13 +50,14 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's own)")
     parser.add_argument("--top", type=int, default=12, help="how many operators to list")
+    parser.add_argument("--precision", default="fp32", help="fp32, or bf16 on CPUs with bfloat16 instructions")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
 
     torch.manual_seed(0)
     cfg = configs.config("unet", args.arch)
-    call = prepare_unet(ConditionalUNet(**cfg), device="cpu")
+    call = prepare_unet(ConditionalUNet(**cfg), device="cpu", precision=args.precision)
     x, cond = torch.rand(2, 1, 3, args.size, args.size)
     context = torch.randn(1, cfg["context_dim"]) if cfg.get("context_dim") else None
     call(x, cond, 50, text_context=context, image_context=context)
@@ -70,7 +71,8 @@ def main() -> None:
     for event in events:
         by_kind[kind_of(event.key)] += event.self_cpu_time_total
     per_call = total / args.repeats / 1e6
-    print(f"{args.arch} at {args.size} px, {torch.get_num_threads()} threads: {per_call:.3f} s of operator time per call\n")
+    print(f"{args.arch} at {args.size} px, {args.precision}, {torch.get_num_threads()} threads: "
+          f"{per_call:.3f} s of operator time per call\n")
     print("| kind | share of the time |")
     print("| --- | --- |")
     for kind, spent in sorted(by_kind.items(), key=lambda item: -item[1]):

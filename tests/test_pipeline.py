@@ -7,7 +7,7 @@ import pytest
 import torch
 from engine_helpers import TINY_SDE, tiny_models
 
-from daclip_plugin.engine.devices import available_devices, select_device
+from daclip_plugin.engine.devices import available_devices, cpu_has_bf16, select_device
 from daclip_plugin.engine.pipeline import DaclipPipeline
 from daclip_plugin.engine.sde import IRSDESchedule
 from daclip_plugin.errors import Cancelled, DaclipError, InvalidImageError
@@ -106,9 +106,16 @@ def test_precision(pipeline, image):
     with pytest.raises(DaclipError, match="unknown precision 'fp8'"):
         pipeline.restore(image, precision="fp8")
     if pipeline.device.type == "cpu":
-        for precision in ("tf32", "bf16", "fp16"):
-            with pytest.raises(DaclipError, match=f"precision '{precision}' needs a GPU"):
+        for precision in ("tf32", "fp16"):
+            with pytest.raises(DaclipError, match=f"precision '{precision}' needs an NVIDIA GPU"):
                 pipeline.restore(image, precision=precision)
+        if not cpu_has_bf16():
+            with pytest.raises(DaclipError, match="needs a CPU with bfloat16 instructions"):
+                pipeline.restore(image, precision="bf16")
+            return
+        exact = pipeline.restore(image, precision="fp32")
+        fast = pipeline.restore(image, precision="bf16")
+        assert fast.dtype == np.float32 and 0 < np.abs(fast - exact).mean() < 0.02
     else:
         exact = pipeline.restore(image)
         fast = pipeline.restore(image, precision="bf16")
@@ -189,6 +196,37 @@ def test_a_released_text_tower_without_a_source_refuses_new_prompts():
         daclip.prompt_features(("snow",))
 
 
+def test_cpu_bf16_rounds_only_the_products(pipeline):
+    """CPU bf16: convolutions and linear layers in bfloat16 (weights rounded once), the rest in float32."""
+    import torch.nn.functional as F
+
+    from daclip_plugin.engine.unet_call import BFloat16Products, prepare_unet
+
+    if not cpu_has_bf16():
+        with pytest.raises(DaclipError, match="bfloat16 instructions"):
+            prepare_unet(pipeline.unet, device="cpu", precision="bf16")
+        return
+    exact, fast = (prepare_unet(pipeline.unet, device="cpu", precision=p) for p in ("fp32", "bf16"))
+    x, cond = torch.rand(2, 1, 3, 24, 24, generator=torch.Generator().manual_seed(1))
+    context = torch.rand(1, 32)
+    reference = exact(x, cond, 5, text_context=context, image_context=context)
+    out = fast(x, cond, 5, text_context=context, image_context=context)
+    assert out.dtype == torch.float32 and out.shape == reference.shape
+    error = float((out - reference).abs().max() / reference.abs().max())
+    assert 1e-5 < error < 2e-2  # rounded, and only a little
+    products = [m for m in pipeline.unet.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
+    rounded = len(fast._products._rounded)
+    assert 0 < rounded <= 2 * len(products)  # weights and biases, once
+    torch.testing.assert_close(fast(x, cond, 5, text_context=context, image_context=context), out, rtol=0, atol=0)
+    assert len(fast._products._rounded) == rounded  # the next call reuses them
+    # outside the call, nothing is rounded
+    weight = torch.randn(4, 3, 3, 3)
+    with BFloat16Products():
+        inside = F.conv2d(x, weight)
+    assert inside.dtype == torch.float32 and not torch.equal(inside, F.conv2d(x, weight))
+    torch.testing.assert_close(F.conv2d(x, weight), torch.conv2d(x, weight), rtol=0, atol=0)
+
+
 def test_prepare_unet_is_the_call_the_restorers_make(pipeline, image, monkeypatch):
     import daclip_plugin
     from daclip_plugin.engine.unet_call import PreparedUNet
@@ -201,8 +239,8 @@ def test_prepare_unet_is_the_call_the_restorers_make(pipeline, image, monkeypatc
         expected = pipeline.unet(x, cond, 3, text_context=context, image_context=context)
     assert out.dtype == torch.float32 and not out.requires_grad
     torch.testing.assert_close(out, expected, rtol=0, atol=0)
-    with pytest.raises(DaclipError, match="needs a GPU"):
-        daclip_plugin.prepare_unet(pipeline.unet, device="cpu", precision="bf16")
+    with pytest.raises(DaclipError, match="needs an NVIDIA GPU"):
+        daclip_plugin.prepare_unet(pipeline.unet, device="cpu", precision="fp16")
     calls = []
     original = PreparedUNet.__call__
     monkeypatch.setattr(PreparedUNet, "__call__", lambda self, *a, **k: (calls.append(1), original(self, *a, **k))[1])

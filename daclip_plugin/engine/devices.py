@@ -22,8 +22,10 @@ if TYPE_CHECKING:
     import torch
 
 #: UNet arithmetic: exact float32 (default), or on GPUs TensorFloat-32 (NVIDIA) or autocast
-#: to bfloat16 / float16. DA-CLIP and the sampler's state always stay in float32. (On CPUs,
-#: bfloat16 autocast measured 20x slower than float32: see benchmarks/bench_restore.py.)
+#: to bfloat16 / float16; on CPUs with bfloat16 instructions, ``bf16`` runs the convolutions
+#: and linear layers in bfloat16 and the rest in float32 (see
+#: :class:`daclip_plugin.engine.unet_call.BFloat16Products`). DA-CLIP and the sampler's state
+#: always stay in float32.
 PRECISIONS = ("fp32", "tf32", "bf16", "fp16")
 #: How much of the free memory a run may plan to use by default: on the CPU a share of the
 #: available memory, at most :data:`CPU_BUDGET_CAP`; on a GPU a share of its free memory.
@@ -35,25 +37,41 @@ DEVICE_HELP = "auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps"
 _DEVICE_TYPES = ("cpu", "cuda", "mps")
 
 
+def cpu_has_bf16() -> bool:
+    """Whether this CPU computes bfloat16 convolutions and matrix products natively (AVX-512 BF16, AMX)."""
+    import torch
+
+    return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
 def check_precision(device: "torch.device", precision: str) -> None:
     """Refuse an unknown ``precision``, or one that ``device`` cannot run (see :data:`PRECISIONS`)."""
     if precision not in PRECISIONS:
         raise DaclipError(f"unknown precision {precision!r}; available: {', '.join(PRECISIONS)}")
-    if precision in ("tf32", "fp16") and device.type != "cuda" or precision == "bf16" and device.type == "cpu":
-        raise DaclipError(f"precision {precision!r} needs a GPU; use 'fp32' on {device.type}")
+    if precision in ("tf32", "fp16") and device.type != "cuda":
+        raise DaclipError(f"precision {precision!r} needs an NVIDIA GPU; use 'fp32' on {device.type}")
+    if precision == "bf16" and device.type == "cpu" and not cpu_has_bf16():
+        raise DaclipError(
+            "precision 'bf16' needs a CPU with bfloat16 instructions (AVX-512 BF16 or AMX), which this one lacks; "
+            "use 'fp32'"
+        )
 
 
 @contextlib.contextmanager
 def unet_precision(device: "torch.device", precision: str):
-    """Run the enclosed UNet calls at ``precision`` on ``device`` (see :data:`PRECISIONS`)."""
+    """Run the enclosed UNet calls on a GPU at ``precision`` (see :data:`PRECISIONS`): TF32, or autocast.
+
+    On the CPU this changes nothing (its ``bf16`` is :class:`daclip_plugin.engine.unet_call.BFloat16Products`).
+    """
     import torch
 
     check_precision(device, precision)
     saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
     torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = precision == "tf32"
     autocast = {"bf16": torch.bfloat16, "fp16": torch.float16}
+    enabled = precision in autocast and device.type != "cpu"
     try:
-        with torch.autocast(device.type, dtype=autocast.get(precision), enabled=precision in autocast):
+        with torch.autocast(device.type, dtype=autocast.get(precision), enabled=enabled):
             yield
     finally:
         torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved

@@ -82,21 +82,23 @@ class DirectRestorer(ConditionedModel):
         tile_size: Optional[int] = None,
         tile_overlap: int = DEFAULT_OVERLAP,
         memory_budget: Optional[int] = None,
+        precision: str = "fp32",
         estimate: Optional[Estimate] = None,
     ) -> Steps[np.ndarray]:
         """Restore ``rgb`` in one UNet pass: yields a step per tile, returns a ``float32`` image in ``[0, 1]``.
 
         ``tile_size`` bounds the UNet's input (``None``: tiles only when the pass would need
         more than ``memory_budget`` MiB, which also bounds how long one step takes; ``0``:
-        never). ``estimate`` steers the UNet instead of a DA-CLIP pass over ``rgb``.
+        never). ``precision`` is one of :data:`~daclip_plugin.engine.devices.PRECISIONS`.
+        ``estimate`` steers the UNet instead of a DA-CLIP pass over ``rgb``.
         """
+        call = PreparedUNet(self.unet, self.device, precision)  # an impossible precision fails before any work
         degra, content = self.contexts(rgb, estimate)
         tile_size, tile_overlap = tile_size_for(rgb.shape[:2], tile_size, tile_overlap, self.unet, memory_budget)
         dtype = next(self.unet.parameters()).dtype
         lq = torch.from_numpy(np.ascontiguousarray(rgb, dtype=np.float32)).permute(2, 0, 1)[None]
         lq = lq.to(self.device, dtype)
         degra, content = degra.to(dtype), content.to(dtype)
-        call = PreparedUNet(self.unet, self.device)
 
         def residual(x: Tensor, _cond: Tensor) -> Tensor:
             return direct_restore(call, x, degra, content) - x

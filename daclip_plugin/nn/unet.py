@@ -99,6 +99,11 @@ class ChannelLayerNorm(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         eps = 1e-5 if x.dtype == torch.float32 else 1e-3
+        if x.ndim == 4 and x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
+            # channels last: each pixel's channels are contiguous, so the fused layer norm over
+            # the last axis of the (free) NHWC view does the same work in one pass
+            normed = F.layer_norm(x.permute(0, 2, 3, 1), (x.shape[1],), eps=eps).permute(0, 3, 1, 2)
+            return normed.mul_(self.g) if _inference() else normed * self.g
         var, mean = torch.var_mean(x, dim=1, unbiased=False, keepdim=True)
         if _inference():  # the same operations, in place: one full-size tensor instead of three
             return (x - mean).mul_((var + eps).rsqrt()).mul_(self.g)

@@ -1,0 +1,168 @@
+"""Our UNet call side by side with the official code's, same weights, timed interleaved in one run.
+
+Needs a checkout of the official DA-CLIP code (https://github.com/Algolzw/daclip-uir; its
+UNet module imports ``einops``: ``pip install einops``). ``--official`` is the checkout, or
+its ``models/modules`` folder. The official ``ConditionalUNet`` of the released shapes
+(``--arch``) gets the random weights of ours, and each round times one call of every
+variant in turn (the official module as it is, then :func:`daclip_plugin.prepare_unet` at
+each ``--precisions``), so that the machine's changing load touches all alike. Prints the
+median time per call, the speed-up over the official call and the largest difference from
+the official output, relative to its largest value.
+
+``--end-to-end`` times whole restorations instead, in one run: the official pipeline's work
+(one DA-CLIP pass, then 100 posterior steps, each a call of the official UNet) against ours
+(:class:`~daclip_plugin.engine.pipeline.DaclipPipeline` with MaRS at ``--steps`` calls).
+The posterior arithmetic is ours (equal to the official code's to 1e-7, see
+tests/test_official_parity.py) and costs microseconds next to a UNet call.
+
+    python benchmarks/bench_unet_call.py --official ../daclip-uir --sizes 128 256 --precisions fp32 bf16
+    python benchmarks/bench_unet_call.py --official ../daclip-uir --end-to-end --sizes 512 --steps 10
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from daclip_plugin import prepare_unet  # noqa: E402
+from daclip_plugin.engine.pipeline import OFFICIAL_SDE, DaclipPipeline  # noqa: E402
+from daclip_plugin.engine.sde import IRSDESchedule, sample_posterior  # noqa: E402
+from daclip_plugin.nn import configs  # noqa: E402
+from daclip_plugin.nn.daclip import DaCLIP  # noqa: E402
+from daclip_plugin.nn.unet import ConditionalUNet  # noqa: E402
+
+ARCH_FILE = "DenoisingUNet_arch.py"
+
+
+def official_modules(path: Path) -> Path:
+    """The folder holding the official ``DenoisingUNet_arch.py`` (the daclip-sde one in a checkout)."""
+    if (path / ARCH_FILE).is_file():
+        return path
+    found = sorted(path.glob(f"**/daclip-sde/models/modules/{ARCH_FILE}")) or sorted(path.glob(f"**/{ARCH_FILE}"))
+    if not found:
+        raise SystemExit(f"no {ARCH_FILE} under {path}: give the daclip-uir checkout or its models/modules folder")
+    return found[0].parent
+
+
+def official_unet(path: Path, config: dict) -> torch.nn.Module:
+    """The official ``ConditionalUNet`` of ``config`` (our config names; the official has no ``scale``)."""
+    folder = official_modules(path)
+    spec = importlib.util.spec_from_file_location(
+        "official_modules", folder / "__init__.py", submodule_search_locations=[str(folder)]
+    )
+    package = importlib.util.module_from_spec(spec)
+    sys.modules["official_modules"] = package
+    spec.loader.exec_module(package)
+    arguments = {key: value for key, value in config.items() if key != "scale"}
+    return package.ConditionalUNet(**arguments)
+
+
+def build(path: Path, arch: str) -> tuple[ConditionalUNet, torch.nn.Module]:
+    torch.manual_seed(0)
+    config = configs.config("unet", arch)
+    ours = ConditionalUNet(**config).eval()
+    official = official_unet(path, config).eval()
+    official.load_state_dict(ours.state_dict(), strict=True)
+    return ours, official
+
+
+def per_call(ours, official, size: int, precisions: list[str], rounds: int, context_dim: int) -> list[dict]:
+    generator = torch.Generator().manual_seed(size)
+    x, cond = torch.rand(2, 1, 3, size, size, generator=generator)
+    text, image = torch.randn(2, 1, context_dim, generator=generator)
+    variants = {"official": lambda: official(x, cond, 50, text_context=text, image_context=image)}
+    for precision in precisions:
+        call = prepare_unet(ours, device="cpu", precision=precision)
+        variants[f"ours {precision}"] = lambda call=call: call(x, cond, 50, text_context=text, image_context=image)
+    times: dict[str, list[float]] = {name: [] for name in variants}
+    outputs = {}
+    with torch.no_grad():
+        for name, run in variants.items():  # warm-up: first calls allocate and pick kernels
+            outputs[name] = run()
+        for _ in range(rounds):
+            for name, run in variants.items():
+                start = time.perf_counter()
+                run()
+                times[name].append(time.perf_counter() - start)
+    reference = outputs["official"]
+    base = statistics.median(times["official"])
+    return [
+        {
+            "size": size,
+            "variant": name,
+            "seconds": statistics.median(times[name]),
+            "speedup": base / statistics.median(times[name]),
+            "error": float((outputs[name] - reference).abs().max() / reference.abs().max()),
+        }
+        for name in variants
+    ]
+
+
+def end_to_end(ours, official, size: int, precisions: list[str], steps: int) -> list[dict]:
+    torch.manual_seed(1)
+    daclip = DaCLIP(configs.config("daclip", "daclip_ViT-B-32")).eval()
+    pipeline = DaclipPipeline(daclip, ours, IRSDESchedule.from_config(OFFICIAL_SDE))
+    rgb = np.random.default_rng(size).random((size, size, 3)).astype(np.float32)
+    rows = []
+    with torch.no_grad():
+        start = time.perf_counter()
+        degradation, content = pipeline.contexts(rgb)
+        lq = torch.from_numpy(rgb).permute(2, 0, 1)[None]
+
+        def noise(x, t):
+            return official(x, lq, t, text_context=degradation, image_context=content)
+
+        sample_posterior(noise, lq, pipeline.schedule, generator=torch.Generator().manual_seed(0))
+        base = time.perf_counter() - start
+        rows.append({"size": size, "variant": f"official posterior, {pipeline.schedule.T} calls", "seconds": base,
+                     "speedup": 1.0})
+        for precision in precisions:
+            start = time.perf_counter()
+            pipeline.restore(rgb, sampler="mars", sampler_options={"steps": steps}, precision=precision, tile_size=0)
+            spent = time.perf_counter() - start
+            rows.append({"size": size, "variant": f"ours MaRS, {steps} calls, {precision}", "seconds": spent,
+                         "speedup": base / spent})
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--official", type=Path, required=True, help="the daclip-uir checkout (or its models/modules)")
+    parser.add_argument("--arch", default="universal-ir", choices=("universal-ir", "wild-ir"))
+    parser.add_argument("--sizes", type=int, nargs="+", default=[256])
+    parser.add_argument("--precisions", nargs="+", default=["fp32", "bf16"])
+    parser.add_argument("--rounds", type=int, default=5, help="timed calls of each variant (the median is shown)")
+    parser.add_argument("--end-to-end", action="store_true", help="whole restorations instead of single calls")
+    parser.add_argument("--steps", type=int, default=10, help="MaRS network calls (with --end-to-end)")
+    parser.add_argument("--threads", type=int, help="torch threads (default: torch's own)")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    ours, official = build(args.official, args.arch)
+    context_dim = configs.config("unet", args.arch)["context_dim"]
+    print(f"{args.arch}, {torch.get_num_threads()} threads, torch {torch.__version__}\n")
+    if args.end_to_end:
+        print("| size | restoration | wall time | speed-up |")
+        print("| --- | --- | --- | --- |")
+        for size in args.sizes:
+            for row in end_to_end(ours, official, size, args.precisions, args.steps):
+                print(f"| {size} px | {row['variant']} | {row['seconds']:.1f} s | {row['speedup']:.1f}x |", flush=True)
+        return
+    print(f"| size | UNet call | median of {args.rounds} | speed-up | max error (relative) |")
+    print("| --- | --- | --- | --- | --- |")
+    for size in args.sizes:
+        for row in per_call(ours, official, size, args.precisions, args.rounds, context_dim):
+            print(f"| {size} px | {row['variant']} | {row['seconds']:.3f} s | {row['speedup']:.2f}x | {row['error']:.1e} |",
+                  flush=True)
+
+
+if __name__ == "__main__":
+    main()
