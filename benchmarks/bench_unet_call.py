@@ -7,7 +7,10 @@ its ``models/modules`` folder. The official ``ConditionalUNet`` of the released 
 variant in turn (the official module as it is, then :func:`daclip_plugin.prepare_unet` at
 each ``--precisions``), so that the machine's changing load touches all alike. Prints the
 median time per call, the speed-up over the official call and the largest difference from
-the official output, relative to its largest value.
+the official output, relative to its largest value. ``--candidates`` adds the speed-ups that
+were tried and not kept: the call in PyTorch's default memory format (what channels-last
+gains), under ``torch.inference_mode``, and compiled by ``torch.compile`` (inductor; its
+compile time is printed).
 
 ``--end-to-end`` times whole restorations instead, in one run: the official pipeline's work
 (one DA-CLIP pass, then 100 posterior steps, each a call of the official UNet) against ours
@@ -15,7 +18,8 @@ the official output, relative to its largest value.
 The posterior arithmetic is ours (equal to the official code's to 1e-7, see
 tests/test_official_parity.py) and costs microseconds next to a UNet call.
 
-    python benchmarks/bench_unet_call.py --official ../daclip-uir --sizes 128 256 --precisions fp32 bf16
+    python benchmarks/bench_unet_call.py --official ../daclip-uir --sizes 128 256 512 --precisions fp32 bf16
+    python benchmarks/bench_unet_call.py --official ../daclip-uir --sizes 256 --candidates
     python benchmarks/bench_unet_call.py --official ../daclip-uir --end-to-end --sizes 512 --steps 10
 """
 
@@ -74,7 +78,32 @@ def build(path: Path, arch: str) -> tuple[ConditionalUNet, torch.nn.Module]:
     return ours, official
 
 
-def per_call(ours, official, size: int, precisions: list[str], rounds: int, context_dim: int) -> list[dict]:
+def candidates(ours, x, cond, text, image) -> dict:
+    """The variants of our fp32 call that were measured and not kept (see the module docstring)."""
+    import copy
+
+    plain = copy.deepcopy(ours).to(memory_format=torch.contiguous_format)
+    call = prepare_unet(ours, device="cpu")
+
+    def inference_mode():
+        with torch.inference_mode():
+            return call(x, cond, 50, text_context=text, image_context=image)
+
+    compiled = torch.compile(ours)
+    last = torch.channels_last
+    xl, condl = x.contiguous(memory_format=last), cond.contiguous(memory_format=last)
+    start = time.perf_counter()
+    with torch.no_grad():
+        compiled(xl, condl, 50, text_context=text, image_context=image)
+    print(f"torch.compile: {time.perf_counter() - start:.1f} s for the first call (compiling)\n", flush=True)
+    return {
+        "ours fp32, default memory format": lambda: plain(x, cond, 50, text_context=text, image_context=image),
+        "ours fp32, inference_mode": inference_mode,
+        "ours fp32, torch.compile": lambda: compiled(xl, condl, 50, text_context=text, image_context=image),
+    }
+
+
+def per_call(ours, official, size: int, precisions: list[str], rounds: int, context_dim: int, tried: bool) -> list[dict]:
     generator = torch.Generator().manual_seed(size)
     x, cond = torch.rand(2, 1, 3, size, size, generator=generator)
     text, image = torch.randn(2, 1, context_dim, generator=generator)
@@ -82,6 +111,8 @@ def per_call(ours, official, size: int, precisions: list[str], rounds: int, cont
     for precision in precisions:
         call = prepare_unet(ours, device="cpu", precision=precision)
         variants[f"ours {precision}"] = lambda call=call: call(x, cond, 50, text_context=text, image_context=image)
+    if tried:
+        variants.update(candidates(ours, x, cond, text, image))
     times: dict[str, list[float]] = {name: [] for name in variants}
     outputs = {}
     with torch.no_grad():
@@ -143,6 +174,7 @@ def main() -> None:
     parser.add_argument("--end-to-end", action="store_true", help="whole restorations instead of single calls")
     parser.add_argument("--steps", type=int, default=10, help="MaRS network calls (with --end-to-end)")
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's own)")
+    parser.add_argument("--candidates", action="store_true", help="also time the variants tried and not kept")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -159,7 +191,7 @@ def main() -> None:
     print(f"| size | UNet call | median of {args.rounds} | speed-up | max error (relative) |")
     print("| --- | --- | --- | --- | --- |")
     for size in args.sizes:
-        for row in per_call(ours, official, size, args.precisions, args.rounds, context_dim):
+        for row in per_call(ours, official, size, args.precisions, args.rounds, context_dim, args.candidates):
             print(f"| {size} px | {row['variant']} | {row['seconds']:.3f} s | {row['speedup']:.2f}x | {row['error']:.1e} |",
                   flush=True)
 

@@ -219,12 +219,19 @@ def test_cpu_bf16_rounds_only_the_products(pipeline):
     assert 0 < rounded <= 2 * len(products)  # weights and biases, once
     torch.testing.assert_close(fast(x, cond, 5, text_context=context, image_context=context), out, rtol=0, atol=0)
     assert len(fast._products._rounded) == rounded  # the next call reuses them
-    # outside the call, nothing is rounded
-    weight = torch.randn(4, 3, 3, 3)
-    with BFloat16Products():
-        inside = F.conv2d(x, weight)
-    assert inside.dtype == torch.float32 and not torch.equal(inside, F.conv2d(x, weight))
-    torch.testing.assert_close(F.conv2d(x, weight), torch.conv2d(x, weight), rtol=0, atol=0)
+    # a weight changed in place is rounded again; tensors that are not parameters are not kept
+    conv, products = torch.nn.Conv2d(3, 4, 3), BFloat16Products()
+    with products:
+        before = conv(x)
+    with torch.no_grad():
+        conv.weight.mul_(2)
+    with products:
+        after = conv(x)
+        inside = F.conv2d(x, conv.weight.detach() * 1)
+    assert not torch.allclose(before, after) and len(products._rounded) == 2
+    assert inside.dtype == torch.float32 and not torch.equal(inside, F.conv2d(x, conv.weight))
+    # outside the mode, nothing is rounded
+    torch.testing.assert_close(conv(x), torch.conv2d(x, conv.weight, conv.bias), rtol=0, atol=0)
 
 
 def test_prepare_unet_is_the_call_the_restorers_make(pipeline, image, monkeypatch):

@@ -36,16 +36,20 @@ class BFloat16Products(TorchFunctionMode):
 
     def __init__(self) -> None:
         super().__init__()
-        self._rounded: dict[int, Tensor] = {}
+        #: the rounded copy of each parameter met so far, by id (the parameter is kept with it,
+        #: so that its id cannot be reused)
+        self._rounded: dict[int, tuple[Tensor, Tensor, int]] = {}
 
     def _weight(self, tensor: Optional[Tensor]) -> Optional[Tensor]:
         if tensor is None:
             return None
-        rounded = self._rounded.get(id(tensor))
-        if rounded is None or rounded.shape != tensor.shape:
-            memory = torch.channels_last if tensor.ndim == 4 else torch.contiguous_format
-            rounded = tensor.detach().to(torch.bfloat16).contiguous(memory_format=memory)
-            self._rounded[id(tensor)] = rounded
+        kept = self._rounded.get(id(tensor))
+        if kept is not None and kept[0] is tensor and kept[0]._version == kept[2]:
+            return kept[1]
+        memory = torch.channels_last if tensor.ndim == 4 else torch.contiguous_format
+        rounded = tensor.detach().to(torch.bfloat16).contiguous(memory_format=memory)
+        if isinstance(tensor, torch.nn.Parameter):  # weights of the model: rounded once
+            self._rounded[id(tensor)] = (tensor, rounded, tensor._version)
         return rounded
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
