@@ -104,6 +104,21 @@ def drive(
     return finish(until_stopped(work, should_stop), report)
 
 
+def with_callbacks(work: Callable[..., Generator[Step, None, _T]], name: str) -> Callable[..., _T]:
+    """The function ``name`` that runs the generator function ``work`` to its end with :func:`drive`.
+
+    It takes ``work``'s arguments and the keywords ``progress`` and ``should_stop``.
+    """
+
+    def run(*args, progress: Optional[ProgressCallback] = None, should_stop: Optional[StopCallback] = None, **kwargs) -> _T:
+        return drive(work(*args, **kwargs), progress, should_stop)
+
+    run.__name__ = run.__qualname__ = name
+    run.__doc__ = f":func:`{work.__name__}` run to its end, with callbacks (see :func:`daclip_plugin.steps.drive`)."
+    run.__module__ = work.__module__
+    return run
+
+
 # --------------------------------------------------------------------------- callbacks -> generator
 
 _DONE = object()

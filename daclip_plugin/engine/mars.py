@@ -30,7 +30,7 @@ import torch
 from torch import Tensor
 
 from ..errors import DaclipError, InvalidOptionError
-from ..steps import ProgressCallback, Step, Steps, StopCallback, drive
+from ..steps import Step, Steps, with_callbacks
 from .samplers import MARS_OPTIONS, MARS_SOLVER_ORDERS
 from .sde import Draws, IRSDESchedule, NoiseFn, check_condition
 
@@ -303,14 +303,4 @@ def _iter_mars(
     return x
 
 
-def sample_mars(
-    noise_fn: NoiseFn,
-    mu: Tensor,
-    schedule: IRSDESchedule,
-    *,
-    progress: Optional[ProgressCallback] = None,
-    should_stop: Optional[StopCallback] = None,
-    **arguments,
-) -> Tensor:
-    """:func:`iter_mars` run to its end, with callbacks."""
-    return drive(iter_mars(noise_fn, mu, schedule, **arguments), progress, should_stop)
+sample_mars = with_callbacks(iter_mars, "sample_mars")

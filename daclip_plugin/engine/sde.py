@@ -39,7 +39,7 @@ from typing import Callable, Iterable, Mapping, Optional
 import torch
 from torch import Tensor
 
-from ..steps import ProgressCallback, Step, Steps, StopCallback, drive
+from ..steps import Step, Steps, with_callbacks
 
 #: Predicts the noise of the state ``x`` at timestep ``t`` (an int here, a float for MaRS).
 NoiseFn = Callable[[Tensor, float], Tensor]
@@ -362,27 +362,5 @@ def iter_reverse_sde(
     return _iter_sample(IRSDESchedule.reverse_sde_step, noise_fn, mu, schedule, x_T, generator, draws)
 
 
-def sample_posterior(
-    noise_fn: NoiseFn,
-    mu: Tensor,
-    schedule: IRSDESchedule,
-    *,
-    progress: Optional[ProgressCallback] = None,
-    should_stop: Optional[StopCallback] = None,
-    **arguments,
-) -> Tensor:
-    """:func:`iter_posterior` run to its end, with callbacks."""
-    return drive(iter_posterior(noise_fn, mu, schedule, **arguments), progress, should_stop)
-
-
-def sample_reverse_sde(
-    noise_fn: NoiseFn,
-    mu: Tensor,
-    schedule: IRSDESchedule,
-    *,
-    progress: Optional[ProgressCallback] = None,
-    should_stop: Optional[StopCallback] = None,
-    **arguments,
-) -> Tensor:
-    """:func:`iter_reverse_sde` run to its end, with callbacks."""
-    return drive(iter_reverse_sde(noise_fn, mu, schedule, **arguments), progress, should_stop)
+sample_posterior = with_callbacks(iter_posterior, "sample_posterior")
+sample_reverse_sde = with_callbacks(iter_reverse_sde, "sample_reverse_sde")
