@@ -9,8 +9,9 @@ each ``--precisions``), so that the machine's changing load touches all alike. P
 median time per call, the speed-up over the official call and the largest difference from
 the official output, relative to its largest value. ``--candidates`` adds the speed-ups that
 were tried and not kept: the call in PyTorch's default memory format (what channels-last
-gains), under ``torch.inference_mode``, and compiled by ``torch.compile`` (inductor; its
-compile time is printed).
+gains), under ``torch.inference_mode``, under bfloat16 autocast (instead of the ``bf16``
+precision's :class:`~daclip_plugin.engine.unet_call.BFloat16Products`), and compiled by
+``torch.compile`` (inductor; its compile time is printed).
 
 ``--end-to-end`` times whole restorations instead, in one run: the official pipeline's work
 (one DA-CLIP pass, then 100 posterior steps, each a call of the official UNet) against ours
@@ -89,6 +90,10 @@ def candidates(ours, x, cond, text, image) -> dict:
         with torch.inference_mode():
             return call(x, cond, 50, text_context=text, image_context=image)
 
+    def autocast():  # the module itself: the prepared call switches autocast off at fp32
+        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+            return ours(xl, condl, 50, text_context=text, image_context=image).float()
+
     compiled = torch.compile(ours)
     last = torch.channels_last
     xl, condl = x.contiguous(memory_format=last), cond.contiguous(memory_format=last)
@@ -99,6 +104,7 @@ def candidates(ours, x, cond, text, image) -> dict:
     return {
         "ours fp32, default memory format": lambda: plain(x, cond, 50, text_context=text, image_context=image),
         "ours fp32, inference_mode": inference_mode,
+        "ours, bfloat16 autocast": autocast,
         "ours fp32, torch.compile": lambda: compiled(xl, condl, 50, text_context=text, image_context=image),
     }
 
@@ -137,12 +143,12 @@ def per_call(ours, official, size: int, precisions: list[str], rounds: int, cont
     ]
 
 
-def end_to_end(ours, official, size: int, precisions: list[str], steps: int) -> list[dict]:
+def end_to_end(ours, official, size: int, precisions: list[str], steps: int):
+    """Yield a row per restoration as soon as it is done (the official one first)."""
     torch.manual_seed(1)
     daclip = DaCLIP(configs.config("daclip", "daclip_ViT-B-32")).eval()
     pipeline = DaclipPipeline(daclip, ours, IRSDESchedule.from_config(OFFICIAL_SDE))
     rgb = np.random.default_rng(size).random((size, size, 3)).astype(np.float32)
-    rows = []
     with torch.no_grad():
         start = time.perf_counter()
         degradation, content = pipeline.contexts(rgb)
@@ -153,15 +159,13 @@ def end_to_end(ours, official, size: int, precisions: list[str], steps: int) -> 
 
         sample_posterior(noise, lq, pipeline.schedule, generator=torch.Generator().manual_seed(0))
         base = time.perf_counter() - start
-        rows.append({"size": size, "variant": f"official posterior, {pipeline.schedule.T} calls", "seconds": base,
-                     "speedup": 1.0})
+        yield {"size": size, "variant": f"official posterior, {pipeline.schedule.T} calls", "seconds": base, "speedup": 1.0}
         for precision in precisions:
             start = time.perf_counter()
             pipeline.restore(rgb, sampler="mars", sampler_options={"steps": steps}, precision=precision, tile_size=0)
             spent = time.perf_counter() - start
-            rows.append({"size": size, "variant": f"ours MaRS, {steps} calls, {precision}", "seconds": spent,
-                         "speedup": base / spent})
-    return rows
+            yield {"size": size, "variant": f"ours MaRS, {steps} calls, {precision}", "seconds": spent,
+                   "speedup": base / spent}
 
 
 def main() -> None:

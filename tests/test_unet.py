@@ -170,7 +170,25 @@ def test_linear_attention_streamed_over_pixels_equals_one_pass(monkeypatch):
         reference = attention(x).detach()
     monkeypatch.setattr(LinearAttention, "CHUNK", 50)
     with torch.no_grad():
-        torch.testing.assert_close(attention(x), reference, rtol=1e-5, atol=1e-6)
+        streamed = attention(x)
+        torch.testing.assert_close(streamed, reference, rtol=1e-5, atol=1e-6)
+        assert streamed.is_contiguous()  # in the input's memory format
+        last = attention(x.contiguous(memory_format=torch.channels_last))
+    torch.testing.assert_close(last, reference, rtol=1e-5, atol=1e-6)
+    assert last.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_channel_norm_of_channels_last_input_is_the_same():
+    from daclip_plugin.nn.unet import ChannelLayerNorm
+
+    norm = ChannelLayerNorm(6)
+    with torch.no_grad():
+        norm.g.uniform_(0.5, 2)
+        x = torch.randn(2, 6, 5, 7) * 3 + 1
+        expected = norm(x)
+        fused = norm(x.contiguous(memory_format=torch.channels_last))
+    torch.testing.assert_close(fused, expected, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(norm(x.contiguous(memory_format=torch.channels_last)), norm(x), rtol=1e-5, atol=1e-6)
 
 
 def test_working_memory_per_pixel_scales_with_the_width():

@@ -94,7 +94,8 @@ def test_layer_list_follows_the_viewer_and_controls_follow_the_restorer(open_wid
     assert widget._model.enabled and widget._sampler.enabled and widget._device.enabled
     widget._sampler.value = "posterior"
     assert not widget._steps.enabled
-    assert widget.restorer_options().keys() == {"model", "sampler", "seed", "device", "memory_budget"}
+    assert widget.restorer_options().keys() == {"model", "sampler", "seed", "device", "memory_budget", "precision"}
+    assert widget.restorer_options()["precision"] == "fp32" and widget._precision.enabled
     # the memory budget: "auto" (the option's default) or MiB
     assert widget._memory.enabled and widget.restorer_options()["memory_budget"] is None
     widget._memory.value = 512
@@ -103,11 +104,13 @@ def test_layer_list_follows_the_viewer_and_controls_follow_the_restorer(open_wid
     widget._steps.value = 10
     assert widget._steps.enabled and widget._steps.tooltip.startswith("network calls")
     assert widget.restorer_options() == {**widget.restorer_options(), "sampler": "mars", "steps": 10}
-    assert widget.restorer_options().keys() == {"model", "sampler", "steps", "seed", "device", "memory_budget"}
+    assert widget.restorer_options().keys() == {"model", "sampler", "steps", "seed", "device", "memory_budget", "precision"}
     widget._restorer.value = "daclip-direct"
     assert not widget._sampler.enabled and not widget._steps.enabled and widget._memory.enabled
+    widget._precision.value = "bf16"
+    assert widget._precision.enabled and widget.restorer_options()["precision"] == "bf16"
     widget._restorer.value = "steps"
-    assert not widget._memory.enabled
+    assert not widget._memory.enabled and not widget._precision.enabled
     widget._restorer.value = "daclip"
     labels = dict((value, label) for label, value in widget._model._widget._mgui_get_choices())
     assert "universal-ir" in labels and "not downloaded" in labels["universal-ir"]

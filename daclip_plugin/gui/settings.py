@@ -21,8 +21,8 @@ ENV_CONFIG_DIR = "DACLIP_CONFIG_DIR"
 
 #: The settings kept between sessions (the widget's controls of these names).
 REMEMBERED = (
-    "restorer", "model", "sampler", "steps", "seed", "device", "memory_budget", "slices", "conditioning", "intensity",
-    "follow",
+    "restorer", "model", "sampler", "steps", "seed", "device", "precision", "memory_budget", "slices", "conditioning",
+    "intensity", "follow",
 )
 
 

@@ -244,6 +244,7 @@ class DaclipWidget(Container):
             "seed": None if self._seed.value < 0 else int(self._seed.value),
             "device": self._device.value,
             "memory_budget": int(self._memory.value) or None,
+            "precision": self._precision.value,
         }
 
     def restorer_options(self) -> dict[str, Any]:
@@ -274,6 +275,7 @@ class DaclipWidget(Container):
             "seed": self._seed,
             "device": self._device,
             "memory_budget": self._memory,
+            "precision": self._precision,
         }
         for key, control in controls.items():
             control.enabled = key in accepted and not running

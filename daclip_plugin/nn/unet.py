@@ -177,18 +177,21 @@ class LinearAttention(nn.Module):
         return self.to_out(out.reshape(b, self.heads * self.head_dim, h, w))
 
     def _streamed(self, x: Tensor) -> Tensor:
-        b, _, h, w = x.shape
+        b, c, h, w = x.shape
         n, heads, d = h * w, self.heads, self.head_dim
-        pixels = x.flatten(2)  # (b, c, n)
+        rows = x.flatten(2).transpose(1, 2)  # (b, n, c): a view of a channels-last x
         w_q, w_k, w_v = self.to_qkv.weight[:, :, 0, 0].chunk(3, dim=0)
+
+        def per_head(part: Tensor, weight: Tensor) -> Tensor:  # (b, m, c) -> (b, heads, d, m)
+            return F.linear(part, weight).unflatten(-1, (heads, d)).permute(0, 2, 3, 1)
+
         # keys and values: softmax over every pixel, accumulated with a running maximum
         peak = x.new_full((b, heads, d, 1), float("-inf"))
         total = x.new_zeros((b, heads, d, 1))
         summary = x.new_zeros((b, heads, d, d))
         for start in range(0, n, self.CHUNK):
-            part = pixels[..., start:start + self.CHUNK]
-            k = (w_k @ part).reshape(b, heads, d, -1)
-            v = (w_v @ part).reshape(b, heads, d, -1) / n
+            part = rows[:, start:start + self.CHUNK]
+            k, v = per_head(part, w_k), per_head(part, w_v) / n
             new_peak = torch.maximum(peak, k.amax(dim=-1, keepdim=True))
             rescale = torch.exp(peak - new_peak)
             weights = torch.exp(k - new_peak)
@@ -196,16 +199,17 @@ class LinearAttention(nn.Module):
             summary = summary * rescale + weights @ v.transpose(-1, -2)
             peak = new_peak
         summary = (summary / total).transpose(-1, -2)  # (b, heads, e, d)
-        # queries, output projection and norm, pixel by pixel
+        # queries, output projection and norm, a chunk of pixels at a time, channels last
         project, norm = self.to_out
-        w_out, b_out = project.weight[:, :, 0, 0], project.bias[:, None]
-        out = x.new_empty((b, w_out.shape[0], n))
+        eps = 1e-5 if x.dtype == torch.float32 else 1e-3
+        out = x.new_empty((b, n, c))
         for start in range(0, n, self.CHUNK):
-            q = (w_q @ pixels[..., start:start + self.CHUNK]).reshape(b, heads, d, -1)
-            q = q.softmax(dim=-2) * d**-0.5
-            mixed = (summary @ q).reshape(b, heads * d, -1)
-            out[..., start:start + self.CHUNK] = norm((w_out @ mixed + b_out)[..., None])[..., 0]
-        return out.reshape(b, -1, h, w)
+            q = per_head(rows[:, start:start + self.CHUNK], w_q).softmax(dim=-2) * d**-0.5
+            mixed = (summary @ q).flatten(1, 2).transpose(1, 2)  # (b, m, heads * d)
+            projected = F.linear(mixed, project.weight[:, :, 0, 0], project.bias)
+            out[:, start:start + self.CHUNK] = F.layer_norm(projected, (c,), eps=eps) * norm.g.view(c)
+        result = out.unflatten(1, (h, w)).permute(0, 3, 1, 2)  # channels-last memory
+        return result if x.is_contiguous(memory_format=torch.channels_last) else result.contiguous()
 
 
 class MultiHeadAttention(nn.Module):
