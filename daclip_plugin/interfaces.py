@@ -12,7 +12,7 @@ from typing import Any, Mapping, Optional, Sequence
 import numpy as np
 
 from . import options as _options
-from .steps import ProgressCallback, Step, Steps, StopCallback, drive
+from .steps import ProgressCallback, Step, Steps, StopCallback, drive, yields_steps
 
 __all__ = ["Classifier", "Estimate", "ProgressCallback", "Restorer", "Step", "StopCallback", "yields_steps"]
 
@@ -102,10 +102,7 @@ class Restorer(_Component):
         return None
 
 
-def yields_steps(restorer) -> bool:
-    """Whether ``restorer`` implements :meth:`Restorer.iter_restore` (a generator of steps)."""
-    method = getattr(type(restorer), "iter_restore", None)
-    return method is not None and method is not Restorer.iter_restore
+Restorer.iter_restore.placeholder = True  # see yields_steps
 
 
 class Classifier(_Component):

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping, Optional
 
 from .errors import InvalidOptionError, UnknownNameError
+from .steps import yields_steps
 
 #: Keyword arguments of ``restore`` / ``classify`` that are not options.
 NOT_OPTIONS = ("progress", "should_stop", "estimate")
@@ -199,8 +200,6 @@ def of(component) -> OptionSet:
     declared = getattr(component, "options", None)
     if declared is not None:
         return OptionSet(tuple(declared))
-    from .interfaces import yields_steps
-
     names = ("iter_restore",) if yields_steps(component) else ("restore", "classify")
     method = next((getattr(component, name) for name in names if hasattr(component, name)), None)
     return from_signature(method)

@@ -46,6 +46,13 @@ class Step:
 Steps = Generator[Step, None, _T]
 
 
+def yields_steps(component) -> bool:
+    """Whether ``component`` implements ``iter_restore``, a generator of steps (a base class's
+    placeholder, marked ``placeholder = True``, does not count)."""
+    method = getattr(type(component), "iter_restore", None)
+    return callable(method) and not getattr(method, "placeholder", False)
+
+
 def mapped(work: Generator[_E, None, _T], convert: Callable[[_E], Any]) -> Generator[Any, None, _T]:
     """Yield ``convert(event)`` for each event of ``work``; return ``work``'s value."""
     try:
