@@ -26,10 +26,10 @@ class BFloat16Products(TorchFunctionMode):
 
     Their inputs are rounded to bfloat16 and their outputs returned as float32, so that the
     norms, softmaxes, residual sums and the sampler see float32; weights are rounded once and
-    kept for the next calls. With the released UNets this is about 1.4x faster than float32
-    on CPUs with bfloat16 instructions, at about 1e-2 of the output's largest value (see
-    ``benchmarks/bench_unet_call.py``). Plain bfloat16 autocast is about as fast but rounds
-    the norms too (twice the error); a bfloat16 copy of the whole UNet, ten times the error.
+    kept for the next calls. With the released UNets at 256 px this is about 1.5x faster
+    than float32 on CPUs with bfloat16 instructions, at 7e-3 of the output's largest value;
+    bfloat16 autocast is faster still but rounds the norms and residual sums too, ten times
+    the error (``benchmarks/bench_unet_call.py``, with ``--candidates``).
     """
 
     PRODUCTS = (F.conv2d, F.linear)
@@ -53,9 +53,9 @@ class BFloat16Products(TorchFunctionMode):
         return rounded
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
+        if func not in self.PRODUCTS or args[0].dtype != torch.float32:  # every other operation: as it is
+            return func(*args, **(kwargs or {}))
         kwargs = dict(kwargs or {})
-        if func not in self.PRODUCTS or args[0].dtype != torch.float32:
-            return func(*args, **kwargs)
         x, weight, *rest = args
         if rest:
             rest[0] = self._weight(rest[0])  # the bias

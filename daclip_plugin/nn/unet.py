@@ -97,13 +97,22 @@ class ChannelLayerNorm(nn.Module):
         super().__init__()
         self.g = nn.Parameter(torch.ones(1, dim, 1, 1))
 
+    @staticmethod
+    def _eps(x: Tensor) -> float:
+        return 1e-5 if x.dtype == torch.float32 else 1e-3
+
+    def over_last_axis(self, x: Tensor) -> Tensor:
+        """The norm of ``x`` laid out ``(..., channels)``: one fused ``layer_norm`` pass."""
+        normed = F.layer_norm(x, (x.shape[-1],), eps=self._eps(x))
+        gain = self.g.view(-1)
+        return normed.mul_(gain) if _inference() else normed * gain
+
     def forward(self, x: Tensor) -> Tensor:
-        eps = 1e-5 if x.dtype == torch.float32 else 1e-3
         if x.ndim == 4 and x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
-            # channels last: each pixel's channels are contiguous, so the fused layer norm over
-            # the last axis of the (free) NHWC view does the same work in one pass
-            normed = F.layer_norm(x.permute(0, 2, 3, 1), (x.shape[1],), eps=eps).permute(0, 3, 1, 2)
-            return normed.mul_(self.g) if _inference() else normed * self.g
+            # channels last: each pixel's channels are contiguous, so the (free) NHWC view
+            # takes the fused norm over its last axis
+            return self.over_last_axis(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+        eps = self._eps(x)
         var, mean = torch.var_mean(x, dim=1, unbiased=False, keepdim=True)
         if _inference():  # the same operations, in place: one full-size tensor instead of three
             return (x - mean).mul_((var + eps).rsqrt()).mul_(self.g)
@@ -201,13 +210,12 @@ class LinearAttention(nn.Module):
         summary = (summary / total).transpose(-1, -2)  # (b, heads, e, d)
         # queries, output projection and norm, a chunk of pixels at a time, channels last
         project, norm = self.to_out
-        eps = 1e-5 if x.dtype == torch.float32 else 1e-3
         out = x.new_empty((b, n, c))
         for start in range(0, n, self.CHUNK):
             q = per_head(rows[:, start:start + self.CHUNK], w_q).softmax(dim=-2) * d**-0.5
             mixed = (summary @ q).flatten(1, 2).transpose(1, 2)  # (b, m, heads * d)
             projected = F.linear(mixed, project.weight[:, :, 0, 0], project.bias)
-            out[:, start:start + self.CHUNK] = F.layer_norm(projected, (c,), eps=eps) * norm.g.view(c)
+            out[:, start:start + self.CHUNK] = norm.over_last_axis(projected)
         result = out.unflatten(1, (h, w)).permute(0, 3, 1, 2)  # channels-last memory
         return result if x.is_contiguous(memory_format=torch.channels_last) else result.contiguous()
 
