@@ -5,13 +5,17 @@ UNet module imports ``einops``: ``pip install einops``). ``--official`` is the c
 its ``models/modules`` folder. The official ``ConditionalUNet`` of the released shapes
 (``--arch``) gets the random weights of ours, and each round times one call of every
 variant in turn (the official module as it is, then :func:`daclip_plugin.prepare_unet` at
-each ``--precisions``), so that the machine's changing load touches all alike. Prints the
+each ``--precisions``, inside :func:`~daclip_plugin.engine.heap.reuse_freed_memory` as the
+restorers run it), so that the machine's changing load touches all alike. Prints the
 median time per call, the speed-up over the official call and the largest difference from
-the official output, relative to its largest value. ``--candidates`` adds the speed-ups that
-were tried and not kept: the call in PyTorch's default memory format (what channels-last
-gains), under ``torch.inference_mode``, under bfloat16 autocast (instead of the ``bf16``
-precision's :class:`~daclip_plugin.engine.unet_call.BFloat16Products`), and compiled by
-``torch.compile`` (inductor; its compile time is printed).
+the official output, relative to its largest value. ``--candidates`` adds the variants
+that were tried and not kept: the call with glibc's default of returning freed memory at
+once (what reusing it gains), in PyTorch's default memory format (what channels-last
+gains), under ``torch.inference_mode``, on one thread instead of all cores, with dynamic
+int8 linear layers (``torch.ao.quantization.quantize_dynamic``; convolutions have no
+dynamic int8 form), under bfloat16 autocast (instead of the ``bf16`` precision's
+:class:`~daclip_plugin.engine.unet_call.BFloat16Products`), and compiled by
+``torch.compile`` (inductor, also with frozen, prepacked weights; compile times are printed).
 
 ``--end-to-end`` times whole restorations instead, in one run: the official pipeline's work
 (one DA-CLIP pass, then 100 posterior steps, each a call of the official UNet) against ours
@@ -27,10 +31,12 @@ tests/test_official_parity.py) and costs microseconds next to a UNet call.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.util
 import statistics
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -38,6 +44,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from daclip_plugin import prepare_unet  # noqa: E402
+from daclip_plugin.engine.heap import reuse_freed_memory  # noqa: E402
 from daclip_plugin.engine.pipeline import OFFICIAL_SDE, DaclipPipeline  # noqa: E402
 from daclip_plugin.engine.sde import IRSDESchedule, sample_posterior  # noqa: E402
 from daclip_plugin.nn import configs  # noqa: E402
@@ -85,6 +92,8 @@ def candidates(ours, x, cond, text, image) -> dict:
 
     plain = copy.deepcopy(ours).to(memory_format=torch.contiguous_format)
     call = prepare_unet(ours, device="cpu")
+    last = torch.channels_last
+    xl, condl = x.contiguous(memory_format=last), cond.contiguous(memory_format=last)
 
     def inference_mode():
         with torch.inference_mode():
@@ -94,41 +103,63 @@ def candidates(ours, x, cond, text, image) -> dict:
         with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
             return ours(xl, condl, 50, text_context=text, image_context=image).float()
 
-    compiled = torch.compile(ours)
-    last = torch.channels_last
-    xl, condl = x.contiguous(memory_format=last), cond.contiguous(memory_format=last)
-    start = time.perf_counter()
-    with torch.no_grad():
-        compiled(xl, condl, 50, text_context=text, image_context=image)
-    print(f"torch.compile: {time.perf_counter() - start:.1f} s for the first call (compiling)\n", flush=True)
-    return {
-        "ours fp32, default memory format": lambda: plain(x, cond, 50, text_context=text, image_context=image),
-        "ours fp32, inference_mode": inference_mode,
-        "ours, bfloat16 autocast": autocast,
-        "ours fp32, torch.compile": lambda: compiled(xl, condl, 50, text_context=text, image_context=image),
+    def one_thread():
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            return call(x, cond, 50, text_context=text, image_context=image)
+        finally:
+            torch.set_num_threads(threads)
+
+    with warnings.catch_warnings():  # torch.ao.quantization's deprecation notice
+        warnings.simplefilter("ignore")
+        int8 = prepare_unet(torch.ao.quantization.quantize_dynamic(copy.deepcopy(ours), {torch.nn.Linear}), "cpu")
+    compiled = {
+        "": torch.compile(ours),
+        ", frozen weights": torch.compile(copy.deepcopy(ours), options={"freezing": True}),
     }
+    variants = {
+        "ours fp32, freed memory returned at once": (lambda: call(x, cond, 50, text_context=text, image_context=image),
+                                                     False),
+        "ours fp32, default memory format": (lambda: plain(x, cond, 50, text_context=text, image_context=image), True),
+        "ours fp32, inference_mode": (inference_mode, True),
+        "ours fp32, 1 thread": (one_thread, True),
+        "ours, dynamic int8 linear layers": (lambda: int8(x, cond, 50, text_context=text, image_context=image), True),
+        "ours, bfloat16 autocast": (autocast, True),
+    }
+    for label, module in compiled.items():
+        start = time.perf_counter()
+        with torch.no_grad():
+            module(xl, condl, 50, text_context=text, image_context=image)
+        print(f"torch.compile{label}: {time.perf_counter() - start:.1f} s for the first call (compiling)\n", flush=True)
+        variants[f"ours fp32, torch.compile{label}"] = (
+            lambda module=module: module(xl, condl, 50, text_context=text, image_context=image), True)
+    return variants
 
 
 def per_call(ours, official, size: int, precisions: list[str], rounds: int, context_dim: int, tried: bool) -> list[dict]:
     generator = torch.Generator().manual_seed(size)
     x, cond = torch.rand(2, 1, 3, size, size, generator=generator)
     text, image = torch.randn(2, 1, context_dim, generator=generator)
-    variants = {"official": lambda: official(x, cond, 50, text_context=text, image_context=image)}
+    # name -> (call, whether it runs as the restorers run it: reusing freed memory)
+    variants = {"official": (lambda: official(x, cond, 50, text_context=text, image_context=image), False)}
     for precision in precisions:
         call = prepare_unet(ours, device="cpu", precision=precision)
-        variants[f"ours {precision}"] = lambda call=call: call(x, cond, 50, text_context=text, image_context=image)
+        variants[f"ours {precision}"] = (lambda call=call: call(x, cond, 50, text_context=text, image_context=image),
+                                         True)
     if tried:
         variants.update(candidates(ours, x, cond, text, image))
     times: dict[str, list[float]] = {name: [] for name in variants}
     outputs = {}
     with torch.no_grad():
-        for name, run in variants.items():  # warm-up: first calls allocate and pick kernels
+        for name, (run, _) in variants.items():  # warm-up: first calls allocate and pick kernels
             outputs[name] = run()
         for _ in range(rounds):
-            for name, run in variants.items():
-                start = time.perf_counter()
-                run()
-                times[name].append(time.perf_counter() - start)
+            for name, (run, reuse) in variants.items():
+                with reuse_freed_memory() if reuse else contextlib.nullcontext():
+                    start = time.perf_counter()
+                    run()
+                    times[name].append(time.perf_counter() - start)
     reference = outputs["official"]
     base = statistics.median(times["official"])
     return [

@@ -44,6 +44,11 @@ PRECISION = Option(
     "of the output's range); tf32 and fp16 on NVIDIA GPUs",
     choices=PRECISIONS,
 )
+COMPILE = Option(
+    "compile", bool, False,
+    "compile the UNet with torch.compile (inductor; CUDA graphs on NVIDIA GPUs): the first call of each image or "
+    "tile size takes seconds to minutes",
+)
 
 
 def _pipeline(model, daclip_path, unet_path, download, device):
@@ -65,6 +70,7 @@ class DaclipRestorer(Restorer):
         TILE_SIZE,
         MEMORY_BUDGET,
         PRECISION,
+        COMPILE,
     )
 
     def _engine(self, options):
@@ -78,7 +84,8 @@ class DaclipRestorer(Restorer):
         o, engine = self._engine(options)
         return (yield from engine.iter_restore(
             image, sampler=o["sampler"], sampler_options=samplers.options_for(o), seed=o["seed"],
-            tile_size=o["tile_size"], memory_budget=o["memory_budget"], precision=o["precision"], estimate=estimate,
+            tile_size=o["tile_size"], memory_budget=o["memory_budget"], precision=o["precision"], compile=o["compile"],
+            estimate=estimate,
         ))
 
 
@@ -92,6 +99,7 @@ class DaclipDirectRestorer(Restorer):
         TILE_SIZE,
         MEMORY_BUDGET,
         PRECISION,
+        COMPILE,
     )
 
     def _engine(self, options):
@@ -108,7 +116,8 @@ class DaclipDirectRestorer(Restorer):
     def iter_restore(self, image, *, estimate=None, **options):
         o, engine = self._engine(options)
         return (yield from engine.iter_restore(
-            image, tile_size=o["tile_size"], memory_budget=o["memory_budget"], precision=o["precision"], estimate=estimate
+            image, tile_size=o["tile_size"], memory_budget=o["memory_budget"], precision=o["precision"],
+            compile=o["compile"], estimate=estimate,
         ))
 
 

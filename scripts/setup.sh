@@ -19,7 +19,8 @@ VENV=${DACLIP_VENV:-.venv}
 TORCH=${DACLIP_TORCH:-"torch==2.14.1 torchvision==0.29.1"}
 APT_PACKAGES="xvfb libgl1 libegl1 libfontconfig1 libdbus-1-3 libxkbcommon-x11-0
   libxcb-cursor0 libxcb-icccm4 libxcb-image0 libxcb-keysyms1 libxcb-randr0
-  libxcb-render-util0 libxcb-shape0 libxcb-xinerama0 libxcb-xkb1"
+  libxcb-render-util0 libxcb-shape0 libxcb-xinerama0 libxcb-xkb1
+  g++"  # g++: torch.compile's CPU kernels (the compile option's test)
 
 install_system_packages() {
     command -v apt-get >/dev/null || { echo "no apt-get: install Xvfb and Qt's X11 libraries yourself"; return 0; }

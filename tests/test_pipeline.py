@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -253,3 +259,56 @@ def test_prepare_unet_is_the_call_the_restorers_make(pipeline, image, monkeypatc
     monkeypatch.setattr(PreparedUNet, "__call__", lambda self, *a, **k: (calls.append(1), original(self, *a, **k))[1])
     pipeline.restore(image, seed=0)
     assert len(calls) == TINY_SDE["T"]  # every network call of the sampler
+
+
+def test_compiled_unet_equals_the_eager_call_and_compiles_once_per_size(pipeline, image, monkeypatch):
+    """``compile=True``: torch.compile's call (inductor here; CUDA graphs on NVIDIA GPUs), reused across restorations."""
+    from torch._dynamo.utils import counters
+
+    from daclip_plugin.engine import unet_call
+
+    eager = unet_call.prepare_unet(pipeline.unet, device="cpu")
+    compiled = unet_call.prepare_unet(pipeline.unet, device="cpu", compile=True)
+    assert compiled.compiled and "compile=True" in repr(compiled)
+    x, cond = torch.rand(2, 1, 3, 16, 16, generator=torch.Generator().manual_seed(2))
+    context = torch.rand(1, 32)
+    for t in (3, 4):  # timesteps are tensors to the compiled code: one compilation serves them all
+        torch.testing.assert_close(compiled(x, cond, t, text_context=context, image_context=context),
+                                   eager(x, cond, t, text_context=context, image_context=context), rtol=1e-5, atol=1e-5)
+    graphs = counters["stats"]["unique_graphs"]
+    again = unet_call.prepare_unet(pipeline.unet, device="cpu", compile=True)  # a later restoration's call
+    torch.testing.assert_close(again(x, cond, torch.tensor([5.0]), text_context=context, image_context=context),
+                               eager(x, cond, 5, text_context=context, image_context=context), rtol=1e-5, atol=1e-5)
+    assert counters["stats"]["unique_graphs"] == graphs
+    if cpu_has_bf16():
+        with pytest.raises(DaclipError, match="does not combine"):
+            unet_call.prepare_unet(pipeline.unet, device="cpu", precision="bf16", compile=True)
+
+
+
+@pytest.mark.parametrize("restorer", ["daclip", "daclip-direct"])
+def test_the_compile_option_reaches_the_unet_call(restorer, monkeypatch):
+    import daclip_plugin
+    from daclip_plugin.engine import unet_call
+
+    compiled = []
+    monkeypatch.setattr(unet_call, "compiled_forward", lambda unet, device: compiled.append(device) or unet)
+    rgb = np.random.default_rng(2).random((24, 24, 3), dtype=np.float32)
+    settings = {"model": "tiny", "device": "cpu", **({"sampler": "mars", "steps": 2} if restorer == "daclip" else {})}
+    daclip_plugin.restore(rgb, restorer, compile=False, **settings)
+    assert compiled == []
+    daclip_plugin.restore(rgb, restorer, compile=True, **settings)
+    assert [device.type for device in compiled] == ["cpu"]
+
+
+def test_the_prepared_gpu_check_runs(tmp_path):
+    """benchmarks/check_gpu.py, the script for a GPU, rehearsed on the CPU (its arguments and tables stay sound)."""
+    script = Path(__file__).parents[1] / "benchmarks" / "check_gpu.py"
+    report = tmp_path / "check.json"
+    subprocess.run([sys.executable, str(script), "--device", "cpu", "--arch", "tiny", "--sizes", "32", "--precisions",
+                    "fp32", "--repeats", "1", "--photo-size", "48", "--compile-precisions", "--json", str(report)],
+                   check=True, capture_output=True, timeout=300)
+    rows = json.loads(report.read_text())
+    assert [(row["precision"], row["variant"], row["error"]) for row in rows["unet"]] == [("fp32", "eager", 0.0)]
+    assert [(row["restorer"], row["psnr_to_fp32"]) for row in rows["restore"]] == [
+        ("daclip-direct", math.inf), ("daclip", math.inf)]

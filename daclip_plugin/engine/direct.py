@@ -31,6 +31,7 @@ from ..nn.daclip import DEGRADATIONS
 from ..nn.unet import ConditionalUNet
 from ..steps import ProgressCallback, Step, Steps, StopCallback, drive
 from . import tiling
+from .heap import reuse_freed_memory
 from .pipeline import DEFAULT_OVERLAP, ConditionedModel, tile_size_for
 from .unet_call import PreparedUNet
 
@@ -83,32 +84,35 @@ class DirectRestorer(ConditionedModel):
         tile_overlap: int = DEFAULT_OVERLAP,
         memory_budget: Optional[int] = None,
         precision: str = "fp32",
+        compile: bool = False,
         estimate: Optional[Estimate] = None,
     ) -> Steps[np.ndarray]:
         """Restore ``rgb`` in one UNet pass: yields a step per tile, returns a ``float32`` image in ``[0, 1]``.
 
         ``tile_size`` bounds the UNet's input (``None``: tiles only when the pass would need
         more than ``memory_budget`` MiB, which also bounds how long one step takes; ``0``:
-        never). ``precision`` is one of :data:`~daclip_plugin.engine.devices.PRECISIONS`.
+        never). ``precision`` is one of :data:`~daclip_plugin.engine.devices.PRECISIONS`; ``compile``
+        compiles the UNet (see :func:`~daclip_plugin.engine.unet_call.compiled_forward`).
         ``estimate`` steers the UNet instead of a DA-CLIP pass over ``rgb``.
         """
-        call = PreparedUNet(self.unet, self.device, precision)  # an impossible precision fails before any work
-        degra, content = self.contexts(rgb, estimate)
-        tile_size, tile_overlap = tile_size_for(rgb.shape[:2], tile_size, tile_overlap, self.unet, memory_budget)
-        dtype = next(self.unet.parameters()).dtype
-        lq = torch.from_numpy(np.ascontiguousarray(rgb, dtype=np.float32)).permute(2, 0, 1)[None]
-        lq = lq.to(self.device, dtype)
-        degra, content = degra.to(dtype), content.to(dtype)
+        call = PreparedUNet(self.unet, self.device, precision, compile)  # an impossible precision fails before any work
+        with reuse_freed_memory(self.device):
+            degra, content = self.contexts(rgb, estimate)
+            tile_size, tile_overlap = tile_size_for(rgb.shape[:2], tile_size, tile_overlap, self.unet, memory_budget)
+            dtype = next(self.unet.parameters()).dtype
+            lq = torch.from_numpy(np.ascontiguousarray(rgb, dtype=np.float32)).permute(2, 0, 1)[None]
+            lq = lq.to(self.device, dtype)
+            degra, content = degra.to(dtype), content.to(dtype)
 
-        def residual(x: Tensor, _cond: Tensor) -> Tensor:
-            return direct_restore(call, x, degra, content) - x
+            def residual(x: Tensor, _cond: Tensor) -> Tensor:
+                return direct_restore(call, x, degra, content) - x
 
-        if tile_size:
-            out = (yield from tiling.iter_tiled(residual, lq, lq, tile_size, tile_overlap)).add_(lq)
-        else:
-            out = direct_restore(call, lq, degra, content)
-            yield Step(1, 1)
-        return out.clamp_(0, 1)[0].permute(1, 2, 0).float().cpu().numpy()
+            if tile_size:
+                out = (yield from tiling.iter_tiled(residual, lq, lq, tile_size, tile_overlap)).add_(lq)
+            else:
+                out = direct_restore(call, lq, degra, content)
+                yield Step(1, 1)
+            return out.clamp_(0, 1)[0].permute(1, 2, 0).float().cpu().numpy()
 
 
 def load_model(

@@ -22,6 +22,7 @@ from ..steps import ProgressCallback, Steps, StopCallback, drive
 from . import samplers, tiling
 from .devices import memory_budget as memory_budget_bytes
 from .devices import select_device
+from .heap import reuse_freed_memory
 from .sde import IRSDESchedule
 from .unet_call import PreparedUNet
 
@@ -143,6 +144,7 @@ class DaclipPipeline(ConditionedModel):
         tile_overlap: int = DEFAULT_OVERLAP,
         memory_budget: Optional[int] = None,
         precision: str = "fp32",
+        compile: bool = False,
         estimate: Optional[Estimate] = None,
     ) -> Steps[np.ndarray]:
         """Restore ``rgb`` by IR-SDE sampling: yields a step per network call, returns a ``float32`` image in ``[0, 1]``.
@@ -151,23 +153,25 @@ class DaclipPipeline(ConditionedModel):
         its own options (MaRS: ``steps``, ``solver``, ``order``, ``time_schedule``, ...).
         ``seed`` makes the run reproducible on a given device (``None``: fresh randomness).
         ``tile_size`` bounds the UNet's input (``None``: tiles only when one call would need
-        more than ``memory_budget`` MiB, see :func:`tile_size_for`; ``0``: never). ``precision`` is one of :data:`PRECISIONS`.
+        more than ``memory_budget`` MiB, see :func:`tile_size_for`; ``0``: never). ``precision`` is one of :data:`PRECISIONS`;
+        ``compile`` compiles the UNet (see :func:`~daclip_plugin.engine.unet_call.compiled_forward`).
         ``estimate`` (see :meth:`conditioning`) steers the UNet instead of a DA-CLIP pass over ``rgb``.
         """
         sample = samplers.get(sampler).load()
-        call = PreparedUNet(self.unet, self.device, precision)  # an impossible precision fails before any work
-        contexts = self.contexts(rgb, estimate)
+        call = PreparedUNet(self.unet, self.device, precision, compile)  # an impossible precision fails before any work
         device = self.device
-        lq = torch.from_numpy(np.ascontiguousarray(rgb, dtype=np.float32)).permute(2, 0, 1)[None].to(device)
-        tile, overlap = tile_size_for(lq.shape[-2:], tile_size, tile_overlap, self.unet, memory_budget)
-        noise_fn = self._noise_fn(call, lq, contexts, tile, overlap)
-        generator = torch.Generator(device=device)
-        if seed is None:
-            generator.seed()
-        else:
-            generator.manual_seed(int(seed))
-        out = yield from sample(noise_fn, lq, self.schedule, generator=generator, **dict(sampler_options or {}))
-        return out.clamp_(0, 1)[0].permute(1, 2, 0).float().cpu().numpy()
+        with reuse_freed_memory(device):
+            contexts = self.contexts(rgb, estimate)
+            lq = torch.from_numpy(np.ascontiguousarray(rgb, dtype=np.float32)).permute(2, 0, 1)[None].to(device)
+            tile, overlap = tile_size_for(lq.shape[-2:], tile_size, tile_overlap, self.unet, memory_budget)
+            noise_fn = self._noise_fn(call, lq, contexts, tile, overlap)
+            generator = torch.Generator(device=device)
+            if seed is None:
+                generator.seed()
+            else:
+                generator.manual_seed(int(seed))
+            out = yield from sample(noise_fn, lq, self.schedule, generator=generator, **dict(sampler_options or {}))
+            return out.clamp_(0, 1)[0].permute(1, 2, 0).float().cpu().numpy()
 
     @staticmethod
     def _noise_fn(call: PreparedUNet, lq: torch.Tensor, contexts: tuple[torch.Tensor, torch.Tensor], tile: int, overlap: int):

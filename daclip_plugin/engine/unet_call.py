@@ -10,13 +10,15 @@ and linear layers in bfloat16 (:class:`BFloat16Products`).
 from __future__ import annotations
 
 import contextlib
-from typing import Optional, Union
+import weakref
+from typing import Callable, Optional, Union
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 from torch.overrides import TorchFunctionMode
 
+from ..errors import DaclipError
 from ..nn.unet import ConditionalUNet
 from .devices import check_precision, select_device, unet_precision
 
@@ -66,37 +68,68 @@ class BFloat16Products(TorchFunctionMode):
 
 class PreparedUNet:
     """``(x, cond, t, text_context=..., image_context=...) -> float32 Tensor``: one UNet call without
-    gradients at the prepared precision (see :data:`~daclip_plugin.engine.devices.PRECISIONS`)."""
+    gradients at the prepared precision (see :data:`~daclip_plugin.engine.devices.PRECISIONS`),
+    compiled by ``torch.compile`` if asked (see :func:`prepare_unet`)."""
 
-    def __init__(self, unet: ConditionalUNet, device: torch.device, precision: str = "fp32"):
+    def __init__(self, unet: ConditionalUNet, device: torch.device, precision: str = "fp32", compile: bool = False):
         check_precision(device, precision)
-        self.unet, self.device, self.precision = unet, device, precision
+        self.unet, self.device, self.precision, self.compiled = unet, device, precision, bool(compile)
         self._format = torch.channels_last if device.type == "cpu" else torch.contiguous_format
         if device.type == "cpu":
             unet.to(memory_format=torch.channels_last)  # the same weights, laid out for oneDNN
         self._products = BFloat16Products() if device.type == "cpu" and precision == "bf16" else None
+        if compile and self._products is not None:
+            raise DaclipError("compile=True does not combine with precision 'bf16' on a CPU: choose one of them")
+        self._forward = compiled_forward(unet, device) if compile else unet
+        # CUDA graphs replay into the same output memory: each result is copied out
+        self._graphs = compile and device.type == "cuda"
 
     def __call__(
         self, x: Tensor, cond: Tensor, t, *, text_context: Optional[Tensor] = None, image_context: Optional[Tensor] = None
     ) -> Tensor:
         x, cond = x.contiguous(memory_format=self._format), cond.contiguous(memory_format=self._format)
+        if self.compiled:  # a number would be compiled in as a constant: one compilation per timestep
+            t = torch.as_tensor(t, device=self.device).reshape(-1).float()
         products = self._products if self._products is not None else contextlib.nullcontext()
         with torch.no_grad(), unet_precision(self.device, self.precision), products:
-            out = self.unet(x, cond, t, text_context=text_context, image_context=image_context)
-        return out.float().contiguous()
+            if self._graphs:
+                torch.compiler.cudagraph_mark_step_begin()
+            out = self._forward(x, cond, t, text_context=text_context, image_context=image_context)
+            return out.to(torch.float32, memory_format=torch.contiguous_format, copy=self._graphs)
 
     def __repr__(self) -> str:
-        return f"PreparedUNet(device={str(self.device)!r}, precision={self.precision!r})"
+        compiled = ", compile=True" if self.compiled else ""
+        return f"PreparedUNet(device={str(self.device)!r}, precision={self.precision!r}{compiled})"
+
+
+#: One compiled forward per UNet and device, kept while the UNet lives, so that restorations
+#: reuse the compilations of earlier ones.
+_COMPILED: "weakref.WeakKeyDictionary[ConditionalUNet, dict[str, Callable]]" = weakref.WeakKeyDictionary()
+
+
+def compiled_forward(unet: ConditionalUNet, device: torch.device) -> Callable:
+    """``torch.compile(unet)`` for ``device``, made once: inductor's kernels, and on NVIDIA GPUs
+    CUDA graphs (``mode="reduce-overhead"``). Each image (tile) size and precision compiles
+    once, on its first call."""
+    kept = _COMPILED.setdefault(unet, {})
+    key = str(device)
+    if key not in kept:
+        mode = "reduce-overhead" if device.type == "cuda" else None
+        kept[key] = torch.compile(unet, mode=mode, dynamic=False)
+    return kept[key]
 
 
 def prepare_unet(
-    unet: ConditionalUNet, device: Union[str, torch.device, None] = "cpu", precision: str = "fp32"
+    unet: ConditionalUNet, device: Union[str, torch.device, None] = "cpu", precision: str = "fp32", compile: bool = False
 ) -> PreparedUNet:
     """The call the restorers make of ``unet`` on ``device`` (``"auto"``: the best available) at ``precision``.
 
     The UNet is moved to ``device`` and put in eval mode (on a CPU, also into the
     channels-last memory format: the same values); an unknown precision, or one the device
     cannot run, raises :class:`~daclip_plugin.errors.DaclipError` here, before any work.
+    ``compile=True`` runs it through :func:`compiled_forward` (the first call of each size
+    takes seconds to minutes; on a CPU it is no faster than the eager call in this project's
+    benchmarks, and does not combine with ``bf16``).
     """
     device = select_device(device)
-    return PreparedUNet(unet.to(device).eval(), device, precision)
+    return PreparedUNet(unet.to(device).eval(), device, precision, compile)
