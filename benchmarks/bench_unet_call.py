@@ -32,12 +32,14 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import importlib.util
 import statistics
 import sys
 import time
 import warnings
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 import torch
@@ -86,58 +88,72 @@ def build(path: Path, arch: str) -> tuple[ConditionalUNet, torch.nn.Module]:
     return ours, official
 
 
-def candidates(ours, x, cond, text, image) -> dict:
-    """The variants of our fp32 call that were measured and not kept (see the module docstring)."""
+#: The variants tried and not kept, by name (``--candidates`` picks them by words of their names).
+CANDIDATES = (
+    "freed memory returned at once", "default memory format", "inference_mode", "1 thread",
+    "dynamic int8 linear layers", "bfloat16 autocast", "torch.compile", "torch.compile, frozen weights",
+)
+
+
+def candidates(ours, x, cond, text, image, chosen: list[str]) -> dict:
+    """The variants of our call that were measured and not kept (see the module docstring): those
+    whose names contain one of ``chosen`` (all if it is empty), as (call, reuses freed memory)."""
     import copy
 
-    plain = copy.deepcopy(ours).to(memory_format=torch.contiguous_format)
     call = prepare_unet(ours, device="cpu")
     last = torch.channels_last
     xl, condl = x.contiguous(memory_format=last), cond.contiguous(memory_format=last)
 
+    def prepared():
+        return call(x, cond, 50, text_context=text, image_context=image)
+
+    def default_format():
+        plain = copy.deepcopy(ours).to(memory_format=torch.contiguous_format)
+        return lambda: plain(x, cond, 50, text_context=text, image_context=image)
+
     def inference_mode():
         with torch.inference_mode():
-            return call(x, cond, 50, text_context=text, image_context=image)
-
-    def autocast():  # the module itself: the prepared call switches autocast off at fp32
-        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
-            return ours(xl, condl, 50, text_context=text, image_context=image).float()
+            return prepared()
 
     def one_thread():
         threads = torch.get_num_threads()
         torch.set_num_threads(1)
         try:
-            return call(x, cond, 50, text_context=text, image_context=image)
+            return prepared()
         finally:
             torch.set_num_threads(threads)
 
-    with warnings.catch_warnings():  # torch.ao.quantization's deprecation notice
-        warnings.simplefilter("ignore")
-        int8 = prepare_unet(torch.ao.quantization.quantize_dynamic(copy.deepcopy(ours), {torch.nn.Linear}), "cpu")
-    compiled = {
-        "": torch.compile(ours),
-        ", frozen weights": torch.compile(copy.deepcopy(ours), options={"freezing": True}),
-    }
-    variants = {
-        "ours fp32, freed memory returned at once": (lambda: call(x, cond, 50, text_context=text, image_context=image),
-                                                     False),
-        "ours fp32, default memory format": (lambda: plain(x, cond, 50, text_context=text, image_context=image), True),
-        "ours fp32, inference_mode": (inference_mode, True),
-        "ours fp32, 1 thread": (one_thread, True),
-        "ours, dynamic int8 linear layers": (lambda: int8(x, cond, 50, text_context=text, image_context=image), True),
-        "ours, bfloat16 autocast": (autocast, True),
-    }
-    for label, module in compiled.items():
+    def int8():
+        with warnings.catch_warnings():  # torch.ao.quantization's deprecation notice
+            warnings.simplefilter("ignore")
+            quantized = torch.ao.quantization.quantize_dynamic(copy.deepcopy(ours), {torch.nn.Linear})
+        return functools.partial(prepare_unet(quantized, "cpu"), x, cond, 50, text_context=text, image_context=image)
+
+    def autocast():  # the module itself: the prepared call switches autocast off at fp32
+        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+            return ours(xl, condl, 50, text_context=text, image_context=image).float()
+
+    def compiled(**options):
+        module = torch.compile(copy.deepcopy(ours), options=options)
+        run = functools.partial(module, xl, condl, 50, text_context=text, image_context=image)
         start = time.perf_counter()
         with torch.no_grad():
-            module(xl, condl, 50, text_context=text, image_context=image)
-        print(f"torch.compile{label}: {time.perf_counter() - start:.1f} s for the first call (compiling)\n", flush=True)
-        variants[f"ours fp32, torch.compile{label}"] = (
-            lambda module=module: module(xl, condl, 50, text_context=text, image_context=image), True)
-    return variants
+            run()
+        print(f"torch.compile {options}: {time.perf_counter() - start:.1f} s for the first call (compiling)\n",
+              flush=True)
+        return run
+
+    makers = dict(zip(CANDIDATES, (
+        lambda: (prepared, False), lambda: (default_format(), True), lambda: (inference_mode, True),
+        lambda: (one_thread, True), lambda: (int8(), True), lambda: (autocast, True),
+        lambda: (compiled(), True), lambda: (compiled(freezing=True), True),
+    )))
+    return {f"ours, {name}": make() for name, make in makers.items()
+            if not chosen or any(word in name for word in chosen)}
 
 
-def per_call(ours, official, size: int, precisions: list[str], rounds: int, context_dim: int, tried: bool) -> list[dict]:
+def per_call(ours, official, size: int, precisions: list[str], rounds: int, context_dim: int,
+             tried: Optional[list[str]]) -> list[dict]:
     generator = torch.Generator().manual_seed(size)
     x, cond = torch.rand(2, 1, 3, size, size, generator=generator)
     text, image = torch.randn(2, 1, context_dim, generator=generator)
@@ -147,8 +163,8 @@ def per_call(ours, official, size: int, precisions: list[str], rounds: int, cont
         call = prepare_unet(ours, device="cpu", precision=precision)
         variants[f"ours {precision}"] = (lambda call=call: call(x, cond, 50, text_context=text, image_context=image),
                                          True)
-    if tried:
-        variants.update(candidates(ours, x, cond, text, image))
+    if tried is not None:
+        variants.update(candidates(ours, x, cond, text, image, tried))
     times: dict[str, list[float]] = {name: [] for name in variants}
     outputs = {}
     with torch.no_grad():
@@ -209,7 +225,9 @@ def main() -> None:
     parser.add_argument("--end-to-end", action="store_true", help="whole restorations instead of single calls")
     parser.add_argument("--steps", type=int, default=10, help="MaRS network calls (with --end-to-end)")
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's own)")
-    parser.add_argument("--candidates", action="store_true", help="also time the variants tried and not kept")
+    parser.add_argument("--candidates", nargs="*", metavar="WORD",
+                        help=f"also time the variants tried and not kept (those whose names hold a WORD; all if none "
+                             f"is given): {'; '.join(CANDIDATES)}")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -28,3 +28,15 @@ def tiny_models(seed: int = 0) -> tuple[DaCLIP, ConditionalUNet]:
             linear.weight.normal_(0, 0.02)
         unet.final_conv.weight.mul_(0.1)
     return daclip.eval(), unet.eval()
+
+
+def tiny_engine(kind: str):
+    """A built-in engine on :func:`tiny_models`: ``"sampling"`` (the IR-SDE pipeline) or ``"direct"`` (one pass)."""
+    from daclip_plugin.engine.direct import DirectRestorer
+    from daclip_plugin.engine.pipeline import DaclipPipeline
+    from daclip_plugin.engine.sde import IRSDESchedule
+
+    daclip, unet = tiny_models()
+    if kind == "direct":
+        return DirectRestorer(daclip, unet)
+    return DaclipPipeline(daclip, unet, IRSDESchedule.from_config(TINY_SDE))

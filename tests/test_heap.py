@@ -10,12 +10,9 @@ import threading
 import numpy as np
 import pytest
 import torch
-from engine_helpers import TINY_SDE, tiny_models
+from engine_helpers import tiny_engine
 
 from daclip_plugin.engine import heap
-from daclip_plugin.engine.direct import DirectRestorer
-from daclip_plugin.engine.pipeline import DaclipPipeline
-from daclip_plugin.engine.sde import IRSDESchedule
 
 MIB = 2**20
 needs_glibc = pytest.mark.skipif(not heap.managed(), reason="glibc's malloc settings (Linux with glibc only)")
@@ -74,9 +71,10 @@ def test_gpu_blocks_change_nothing():
 
 
 @needs_glibc
-def test_the_users_own_malloc_tuning_is_left_alone():
+def test_the_users_own_malloc_tuning_or_switch_is_respected():
     code = "from daclip_plugin.engine import heap; print(heap.managed())"
-    for setting in ({"MALLOC_TRIM_THRESHOLD_": "1000000"}, {"GLIBC_TUNABLES": "glibc.malloc.mmap_threshold=65536"}):
+    for setting in ({"MALLOC_TRIM_THRESHOLD_": "1000000"}, {"GLIBC_TUNABLES": "glibc.malloc.mmap_threshold=65536"},
+                    {"DACLIP_REUSE_MEMORY": "0"}):
         out = subprocess.run([sys.executable, "-c", code], env={**os.environ, **setting}, capture_output=True, text=True,
                              check=True)
         assert out.stdout.strip() == "False", setting
@@ -84,9 +82,7 @@ def test_the_users_own_malloc_tuning_is_left_alone():
 
 @pytest.mark.parametrize("restorer", ["sampling", "direct"])
 def test_cpu_restorations_hold_it_while_they_run(restorer):
-    daclip, unet = tiny_models()
-    model = (DaclipPipeline(daclip, unet, IRSDESchedule.from_config(TINY_SDE)) if restorer == "sampling"
-             else DirectRestorer(daclip, unet))
+    model = tiny_engine(restorer)
     image = np.random.default_rng(1).random((72, 40, 3), dtype=np.float32)
     steps = model.iter_restore(image, tile_size=32)  # several steps either way
     next(steps)

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from engine_helpers import TINY_SDE, tiny_models
+from engine_helpers import tiny_engine, tiny_models
 
 from daclip_plugin.engine import devices
-from daclip_plugin.engine.pipeline import DaclipPipeline, tile_size_for
-from daclip_plugin.engine.sde import IRSDESchedule
+from daclip_plugin.engine.pipeline import tile_size_for
 from daclip_plugin.engine.tiling import budget_tile
 from daclip_plugin.errors import InvalidOptionError
 
@@ -52,13 +51,9 @@ def test_tiles_follow_the_budget_of_the_unet():
         tile_size_for((40000, 40000), 32, 64, unet)
 
 
-@pytest.mark.parametrize("restorer", ["pipeline", "direct"])
+@pytest.mark.parametrize("restorer", ["sampling", "direct"])
 def test_a_small_budget_restores_in_the_tiles_it_implies(restorer):
-    from daclip_plugin.engine.direct import DirectRestorer
-
-    daclip, unet = tiny_models()
-    engine = (DaclipPipeline(daclip, unet, IRSDESchedule.from_config(TINY_SDE)) if restorer == "pipeline"
-              else DirectRestorer(daclip, unet))
+    engine = tiny_engine(restorer)
     image = np.random.default_rng(3).random((150, 140, 3), dtype=np.float32)
     budget = 1  # MiB: tiles of the smallest size, 128 px
     tiled = engine.restore(image, memory_budget=budget)

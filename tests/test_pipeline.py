@@ -286,6 +286,29 @@ def test_compiled_unet_equals_the_eager_call_and_compiles_once_per_size(pipeline
 
 
 
+def test_compiled_forwards_live_and_die_with_their_unet():
+    import copy
+    import gc
+    import pickle
+    import weakref
+
+    from daclip_plugin.engine.unet_call import compiled_forward
+
+    cpu = torch.device("cpu")
+    _, unet = tiny_models()
+    compiled = compiled_forward(unet, cpu)
+    assert compiled_forward(unet, cpu) is compiled
+    for twin in (copy.deepcopy(unet), pickle.loads(pickle.dumps(unet))):  # copies start uncompiled
+        assert compiled_forward(twin, cpu)._orig_mod is twin
+    shallow = copy.copy(unet)
+    assert compiled_forward(shallow, cpu)._orig_mod is shallow
+    assert unet.state_dict().keys() == copy.deepcopy(unet).state_dict().keys()
+    gone = weakref.ref(unet)
+    del unet, compiled, shallow, twin
+    gc.collect()
+    assert gone() is None
+
+
 @pytest.mark.parametrize("restorer", ["daclip", "daclip-direct"])
 def test_the_compile_option_reaches_the_unet_call(restorer, monkeypatch):
     import daclip_plugin

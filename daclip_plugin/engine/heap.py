@@ -9,8 +9,13 @@ allocations instead. When the last running restoration ends, the freed memory go
 to the system (``malloc_trim``) and the thresholds are set to the values glibc's own
 adjustment settles on.
 
+In threads other than the main one, glibc still maps single blocks above 64 MiB (a
+64-channel tile above about 500 x 500 px) afresh: its per-thread heaps are no larger. The
+CPU's default memory budget gives smaller tiles.
+
 Nothing changes on other systems (macOS, Windows, musl), on GPUs (PyTorch caches their
-memory itself), or where the user tunes malloc through its environment variables.
+memory itself), where the user tunes malloc through its environment variables, or with
+``DACLIP_REUSE_MEMORY=0``.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # mallopt's parameter numbers (mall
 KEEP = {M_MMAP_THRESHOLD: 2**30, M_TRIM_THRESHOLD: 2**31 - 1}
 #: Afterwards: the largest thresholds glibc's own adjustment reaches (32 MiB, twice that).
 SETTLED = {M_MMAP_THRESHOLD: 32 * 2**20, M_TRIM_THRESHOLD: 64 * 2**20}
+ENV_SWITCH = "DACLIP_REUSE_MEMORY"
 #: The user's own malloc tuning, which is left alone.
 USER_SETTINGS = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_TOP_PAD_", "MALLOC_MMAP_MAX_")
 
@@ -44,6 +50,8 @@ def _glibc() -> Optional[ctypes.CDLL]:
     if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
         return None
     if any(name in os.environ for name in USER_SETTINGS) or "glibc.malloc." in os.environ.get("GLIBC_TUNABLES", ""):
+        return None
+    if os.environ.get(ENV_SWITCH, "1").strip().lower() in ("0", "no", "false", "off"):
         return None
     try:
         libc = ctypes.CDLL("libc.so.6")

@@ -10,7 +10,6 @@ and linear layers in bfloat16 (:class:`BFloat16Products`).
 from __future__ import annotations
 
 import contextlib
-import weakref
 from typing import Callable, Optional, Union
 
 import torch
@@ -102,21 +101,27 @@ class PreparedUNet:
         return f"PreparedUNet(device={str(self.device)!r}, precision={self.precision!r}{compiled})"
 
 
-#: One compiled forward per UNet and device, kept while the UNet lives, so that restorations
-#: reuse the compilations of earlier ones.
-_COMPILED: "weakref.WeakKeyDictionary[ConditionalUNet, dict[str, Callable]]" = weakref.WeakKeyDictionary()
+class _CompiledForwards(dict):
+    """The compiled forwards kept with a UNet, by device; copies of the UNet start without them."""
+
+    def __deepcopy__(self, memo) -> "_CompiledForwards":
+        return _CompiledForwards()
+
+    def __reduce__(self):
+        return _CompiledForwards, ()
 
 
 def compiled_forward(unet: ConditionalUNet, device: torch.device) -> Callable:
-    """``torch.compile(unet)`` for ``device``, made once: inductor's kernels, and on NVIDIA GPUs
-    CUDA graphs (``mode="reduce-overhead"``). Each image (tile) size and precision compiles
-    once, on its first call."""
-    kept = _COMPILED.setdefault(unet, {})
-    key = str(device)
-    if key not in kept:
+    """``torch.compile(unet)`` for ``device``, made once per UNet and kept with it (restorations
+    reuse the compilations of earlier ones): inductor's kernels, and on NVIDIA GPUs CUDA graphs
+    (``mode="reduce-overhead"``). Each image (tile) size and precision compiles once, on its
+    first call."""
+    kept = unet.__dict__.setdefault("_compiled_forwards", _CompiledForwards())  # not in the state dict
+    compiled = kept.get(str(device))
+    if compiled is None or compiled._orig_mod is not unet:  # (a shallow copy shares the attribute)
         mode = "reduce-overhead" if device.type == "cuda" else None
-        kept[key] = torch.compile(unet, mode=mode, dynamic=False)
-    return kept[key]
+        compiled = kept[str(device)] = torch.compile(unet, mode=mode, dynamic=False)
+    return compiled
 
 
 def prepare_unet(
