@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -335,3 +336,26 @@ def test_the_prepared_gpu_check_runs(tmp_path):
     assert [(row["precision"], row["variant"], row["error"]) for row in rows["unet"]] == [("fp32", "eager", 0.0)]
     assert [(row["restorer"], row["psnr_to_fp32"]) for row in rows["restore"]] == [
         ("daclip-direct", math.inf), ("daclip", math.inf)]
+
+
+def test_a_compiler_that_cannot_run_is_a_clear_error(tmp_path):
+    """``compile=True`` where inductor finds no working C++ compiler: one DaclipError saying what to do."""
+    code = """
+import torch
+from engine_helpers import tiny_models
+from daclip_plugin.engine.unet_call import prepare_unet
+from daclip_plugin.errors import DaclipError
+_, unet = tiny_models()
+x, context = torch.rand(1, 3, 16, 16), torch.rand(1, 32)
+try:
+    prepare_unet(unet, "cpu", compile=True)(x, x, 3, text_context=context, image_context=context)
+except DaclipError as exc:
+    print(exc)
+"""
+    env = {**os.environ, "CXX": str(tmp_path / "no-such-compiler"), "TORCHINDUCTOR_CACHE_DIR": str(tmp_path / "cache"),
+           "PYTHONPATH": os.pathsep.join([str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")])}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    message = out.stdout.strip()
+    assert message.startswith("torch.compile could not compile the UNet") and "C++ compiler" in message
+    assert message.endswith("run without compile (same numbers, no compiler needed)")

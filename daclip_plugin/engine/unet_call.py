@@ -93,12 +93,26 @@ class PreparedUNet:
         with torch.no_grad(), unet_precision(self.device, self.precision), products:
             if self._graphs:
                 torch.compiler.cudagraph_mark_step_begin()
-            out = self._forward(x, cond, t, text_context=text_context, image_context=image_context)
+            try:
+                out = self._forward(x, cond, t, text_context=text_context, image_context=image_context)
+            except Exception as exc:
+                if self.compiled and _compiler_failed(exc):
+                    reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                    raise DaclipError(f"torch.compile could not compile the UNet ({reason}); "
+                                      "run without compile (same numbers, no compiler needed)") from exc
+                raise
             return out.to(torch.float32, memory_format=torch.contiguous_format, copy=self._graphs)
 
     def __repr__(self) -> str:
         compiled = ", compile=True" if self.compiled else ""
         return f"PreparedUNet(device={str(self.device)!r}, precision={self.precision!r}{compiled})"
+
+
+def _compiler_failed(exc: Exception) -> bool:
+    """Whether ``exc`` is torch.compile's backend failing (no C++ compiler, no Triton, ...)."""
+    from torch._dynamo.exc import BackendCompilerFailed
+
+    return isinstance(exc, BackendCompilerFailed)
 
 
 class _CompiledForwards(dict):
