@@ -16,6 +16,8 @@ int8 linear layers (``torch.ao.quantization.quantize_dynamic``; convolutions hav
 dynamic int8 form), under bfloat16 autocast (instead of the ``bf16`` precision's
 :class:`~daclip_plugin.engine.unet_call.BFloat16Products`), and compiled by
 ``torch.compile`` (inductor, also with frozen, prepacked weights; compile times are printed).
+``--in-thread`` makes the calls in a new thread, as the napari panel and Dask do (glibc
+treats memory differently there, see :mod:`daclip_plugin.engine.heap`).
 
 ``--end-to-end`` times whole restorations instead, in one run: the official pipeline's work
 (one DA-CLIP pass, then 100 posterior steps, each a call of the official UNet) against ours
@@ -36,6 +38,7 @@ import functools
 import importlib.util
 import statistics
 import sys
+import threading
 import time
 import warnings
 from pathlib import Path
@@ -225,6 +228,7 @@ def main() -> None:
     parser.add_argument("--end-to-end", action="store_true", help="whole restorations instead of single calls")
     parser.add_argument("--steps", type=int, default=10, help="MaRS network calls (with --end-to-end)")
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's own)")
+    parser.add_argument("--in-thread", action="store_true", help="make the calls in a new thread, not the main one")
     parser.add_argument("--candidates", nargs="*", metavar="WORD",
                         help=f"also time the variants tried and not kept (those whose names hold a WORD; all if none "
                              f"is given): {'; '.join(CANDIDATES)}")
@@ -243,10 +247,19 @@ def main() -> None:
         return
     print(f"| size | UNet call | median of {args.rounds} | speed-up | max error (relative) |")
     print("| --- | --- | --- | --- | --- |")
-    for size in args.sizes:
-        for row in per_call(ours, official, size, args.precisions, args.rounds, context_dim, args.candidates):
-            print(f"| {size} px | {row['variant']} | {row['seconds']:.3f} s | {row['speedup']:.2f}x | {row['error']:.1e} |",
-                  flush=True)
+
+    def table():
+        for size in args.sizes:
+            for row in per_call(ours, official, size, args.precisions, args.rounds, context_dim, args.candidates):
+                print(f"| {size} px | {row['variant']} | {row['seconds']:.3f} s | {row['speedup']:.2f}x | "
+                      f"{row['error']:.1e} |", flush=True)
+
+    if args.in_thread:  # as the napari panel's workers and Dask's threads run restorations
+        worker = threading.Thread(target=table)
+        worker.start()
+        worker.join()
+    else:
+        table()
 
 
 if __name__ == "__main__":

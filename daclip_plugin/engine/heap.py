@@ -9,9 +9,9 @@ allocations instead. When the last running restoration ends, the freed memory go
 to the system (``malloc_trim``) and the thresholds are set to the values glibc's own
 adjustment settles on.
 
-In threads other than the main one (the napari panel's workers, Dask's), glibc still maps
-blocks above 64 MiB afresh, as its per-thread heaps are no larger: float32 tensors of 64
-channels above about 500 x 500 px, or of 128 channels above 360 x 360 px.
+The gain is in the main thread (the command line). Other threads (the napari panel's
+workers, Dask's) allocate from glibc's per-thread heaps, which keep freed blocks of up to
+64 MiB by themselves: there this changes little (``bench_unet_call.py --in-thread``).
 
 Nothing changes on other systems (macOS, Windows, musl), on GPUs (PyTorch caches their
 memory itself), where the user tunes malloc through its environment variables, or with
