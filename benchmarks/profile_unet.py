@@ -2,8 +2,9 @@
 
 Builds a UNet of the released or embedded shapes with random weights, runs
 :func:`daclip_plugin.prepare_unet`'s call once to warm up, then profiles ``--repeats`` calls
-(reusing freed memory, as restorations do) and prints the share of CPU time by kind of operator (convolutions, normalisation,
-attention, element-wise arithmetic, copies and layout) and the top operators.
+(reusing freed memory, as restorations do) and prints the share of CPU time by kind of
+operator (convolutions, normalisation, attention, element-wise arithmetic, copies and
+layout) and the top operators.
 
     python benchmarks/profile_unet.py --arch universal-ir --size 256 --repeats 3 [--precision bf16]
 """

@@ -262,7 +262,7 @@ def test_prepare_unet_is_the_call_the_restorers_make(pipeline, image, monkeypatc
     assert len(calls) == TINY_SDE["T"]  # every network call of the sampler
 
 
-def test_compiled_unet_equals_the_eager_call_and_compiles_once_per_size(pipeline, image, monkeypatch):
+def test_compiled_unet_equals_the_eager_call_and_compiles_once_per_size(pipeline):
     """``compile=True``: torch.compile's call (inductor here; CUDA graphs on NVIDIA GPUs), reused across restorations."""
     from torch._dynamo.utils import counters
 
@@ -284,7 +284,6 @@ def test_compiled_unet_equals_the_eager_call_and_compiles_once_per_size(pipeline
     if cpu_has_bf16():
         with pytest.raises(DaclipError, match="does not combine"):
             unet_call.prepare_unet(pipeline.unet, device="cpu", precision="bf16", compile=True)
-
 
 
 def test_compiled_forwards_live_and_die_with_their_unet():

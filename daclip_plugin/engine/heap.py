@@ -3,7 +3,7 @@
 A UNet call allocates and frees tensors of tens of MiB. glibc serves allocations above its
 mmap threshold (which it raises by itself to at most 32 MiB) with fresh pages from the
 kernel, zeroed on first touch, and returns them on free; with the released UNets that is
-about a fifth of a 512 px call (``benchmarks/bench_unet_call.py --candidates``). While a
+about a sixth of a 512 px call (``benchmarks/bench_unet_call.py --candidates freed``). While a
 restoration runs, :func:`reuse_freed_memory` makes glibc keep freed blocks for the next
 allocations instead. When the last running restoration ends, the freed memory goes back
 to the system (``malloc_trim``) and the thresholds are set to the values glibc's own

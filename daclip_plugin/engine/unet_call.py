@@ -97,7 +97,7 @@ class PreparedUNet:
                 out = self._forward(x, cond, t, text_context=text_context, image_context=image_context)
             except Exception as exc:
                 if self.compiled and _compiler_failed(exc):
-                    reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                    reason = next(iter(str(exc).strip().splitlines()), type(exc).__name__)
                     raise DaclipError(f"torch.compile could not compile the UNet ({reason}); "
                                       "run without compile (same numbers, no compiler needed)") from exc
                 raise
