@@ -8,7 +8,7 @@ from typing import Any, Mapping, Optional, Sequence
 import numpy as np
 
 from . import imaging, options, plugins, steps
-from .errors import DaclipError, PluginError, UnknownNameError
+from .errors import DaclipError, InvalidOptionError, PluginError, UnknownNameError
 from .interfaces import Classifier, Estimate, Restorer, yields_steps
 from .steps import ProgressCallback, Step, Steps, StopCallback
 
@@ -53,6 +53,8 @@ def preferred_restorer(model: Optional[str] = None) -> str:
     """
     if model is None:
         return DEFAULT_RESTORER
+    if not isinstance(model, str):
+        raise InvalidOptionError(f"option 'model' must be text (a registered model's name); got {model!r}")
     from . import weights
 
     return getattr(weights.get_model(model), "restorer", None) or DEFAULT_RESTORER
@@ -130,6 +132,7 @@ def restore(
     ``should_stop()`` polled before each one. The input is never modified.
     """
     call = _RestoreCall(image, restorer, value_range, estimate, given)
+    progress, should_stop = _callers(progress), _callers(should_stop)
     with _blame("restorer", call.name):
         result = call.component.restore(call.rgb, progress=progress, should_stop=should_stop, **call.arguments)
     return call.finished(result)
@@ -146,16 +149,19 @@ def iter_restore(
 ) -> Steps[np.ndarray]:
     """:func:`restore` as a generator: a :class:`~daclip_plugin.steps.Step` per network call, returning the image.
 
-    The arguments are checked and the image normalised at once, before any work. A restorer
-    that implements ``iter_restore`` runs in the caller's thread, and stops when it is no
-    longer resumed; one that reports through callbacks runs in a helper thread
-    (:func:`daclip_plugin.steps.relay`), which stops once ``should_stop()`` is true or the
-    generator is closed.
+    The arguments are checked and the image normalised at once, before any work (the
+    built-in restorers also check the device and precision then). A restorer that
+    implements ``iter_restore`` runs in the caller's thread, and stops when it is no longer
+    resumed or, before its next step, once ``should_stop()`` is true (raising
+    :class:`~daclip_plugin.errors.Cancelled`); one that reports through callbacks runs in a
+    helper thread (:func:`daclip_plugin.steps.relay`), which stops once ``should_stop()`` is
+    true or the generator is closed.
     """
     call = _RestoreCall(image, restorer, value_range, estimate, given)
     component, rgb, arguments = call.component, call.rgb, call.arguments
+    should_stop = _callers(should_stop)
     if yields_steps(component):
-        work = component.iter_restore(rgb, **arguments)
+        work = steps.until_stopped(component.iter_restore(rgb, **arguments), should_stop)
     else:
 
         def run(emit, stopping):
@@ -179,6 +185,12 @@ class _RestoreCall:
         self.name = restorer or preferred_restorer(given.get("model"))
         self.component = get_restorer(self.name)
         checked = options.of(self.component).check(f"restorer {self.name!r}", given)
+        if estimate is not None and not isinstance(estimate, Estimate):
+            raise InvalidOptionError(
+                f"estimate must be a daclip_plugin.interfaces.Estimate (see daclip_plugin.api.estimate); got {estimate!r}"
+            )
+        if estimate is not None and not steers_itself(self.name):
+            raise InvalidOptionError(f"restorer {self.name!r} takes no estimate: it is not steered by one")
         self.rgb, self.info = imaging.normalize(image, value_range)
         self.arguments = {**({} if estimate is None else {"estimate": estimate}), **checked}
 
@@ -215,14 +227,37 @@ def classify(
 RANGE_SLACK = 1e-3
 
 
+#: Marks an exception raised by the caller's own callback (not the component's failure).
+_FROM_CALLER = "_daclip_raised_by_callback"
+
+
+def _callers(callback):
+    """``callback`` marking what it raises as the caller's, so that it passes :func:`_blame` unchanged."""
+    if callback is None:
+        return None
+
+    def call(*args):
+        try:
+            return callback(*args)
+        except Exception as exc:
+            with contextlib.suppress(AttributeError):  # (an exception with __slots__ stays unmarked)
+                setattr(exc, _FROM_CALLER, True)
+            raise
+
+    return call
+
+
 @contextlib.contextmanager
 def _blame(kind: str, name: str):
-    """Name the component and its plugin when it fails with anything but a DaclipError."""
+    """Name the component and its plugin when it fails with anything but a DaclipError or the
+    exception of the caller's own callback."""
     try:
         yield
     except DaclipError:
         raise
     except Exception as exc:
+        if getattr(exc, _FROM_CALLER, False):
+            raise
         raise PluginError(f"{kind} {name!r}{_plugin(kind, name)} failed: {type(exc).__name__}: {exc}") from exc
 
 

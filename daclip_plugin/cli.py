@@ -164,7 +164,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
     """
     from . import api, batch, imagefiles, outputs
 
-    restorer = args.restorer or api.preferred_restorer(getattr(args, "model", None))
+    restorer = args.restorer or api.preferred_restorer(given(args).get("model"))
     classifier = None if args.no_classify else args.classifier or api.classifier_for(restorer)
     options, classify_options = api.split_options(given(args), restorer, classifier)
     options = options_of(api.get_restorer(restorer)).check(f"restorer {restorer!r}", options)
@@ -276,7 +276,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     """Evaluate a restorer and a classifier on a benchmark: PSNR, SSIM, accuracy, confusion matrix."""
     from . import api, evaluation
 
-    restorer = args.restorer or api.preferred_restorer(getattr(args, "model", None))
+    restorer = args.restorer or api.preferred_restorer(given(args).get("model"))
     classifier = None if (args.classifier or "").lower() == "none" else args.classifier or evaluation.AUTO
     report = evaluation.evaluate(
         args.root,

@@ -7,14 +7,18 @@ import argparse
 from . import plugins
 from .options import Option
 
+#: Where argparse keeps a declared option's value: a name apart from the command's own.
+DEST_PREFIX = "option:"
+
 
 def declared(*registries: dict[str, plugins.Registered]) -> list[list[Option]]:
-    """Every option the components of these registries declare: all declarations of each name."""
+    """Every option the components of these registries declare: all declarations of each name,
+    the built-in components' first (their declaration makes the flag)."""
     from . import options
 
     found: dict[str, list[Option]] = {}
     for registry in registries:
-        for name in sorted(registry):
+        for name in sorted(registry, key=lambda name: (registry[name].plugin not in plugins.BUILTIN_PLUGINS, name)):
             option_set = options.of(registry[name].component)
             if option_set.declared:
                 for option in option_set:
@@ -34,11 +38,20 @@ def _nullable(convert):
     return parse
 
 
-def add_option_flags(parser: argparse.ArgumentParser, declared: list[list[Option]]) -> list[str]:
-    """A ``--flag`` for each declared option (skipping names the command uses itself); returns their names.
+def _number(text: str):
+    """An integer if ``text`` is one, else a float (a name declared as an integer and as a number)."""
+    try:
+        return int(text)
+    except ValueError:
+        return float(text)
 
-    The first declaration of a name gives its help and type; its choices are enforced when
-    every declaration of that name has the same.
+
+def add_option_flags(parser: argparse.ArgumentParser, declared: list[list[Option]]) -> list[str]:
+    """A ``--flag`` for each declared option (skipping flags the command has itself); returns their names.
+
+    The first declaration of a name gives its help and type (a name declared both as an
+    integer and as a number takes either); its choices are enforced when every declaration
+    of that name has the same. Each component checks the value against its own declaration.
     """
     names = []
     for declarations in declared:
@@ -48,11 +61,13 @@ def add_option_flags(parser: argparse.ArgumentParser, declared: list[list[Option
             help_text += f" [default: {option.default}]"
         for other, allowed in option.when.items():
             help_text += f" [with --{other.replace('_', '-')} {' or '.join(map(str, allowed))}]"
-        kwargs: dict = {"dest": option.name, "default": None, "help": help_text.replace("%", "%%")}
+        kwargs: dict = {"dest": DEST_PREFIX + option.name, "default": argparse.SUPPRESS, "help": help_text.replace("%", "%%")}
+        types = {other.type for other in declarations}
         if option.type is bool:
             kwargs["action"] = argparse.BooleanOptionalAction
         else:
             convert = {int: int, float: float, list: _comma_list}.get(option.type, str)
+            convert = _number if types == {int, float} else convert
             kwargs["type"] = _nullable(convert) if option.nullable else convert
             kwargs["metavar"] = "A,B,..." if option.type is list else option.name.upper()
             if option.choices and all(other.choices == option.choices for other in declarations):
@@ -66,5 +81,6 @@ def add_option_flags(parser: argparse.ArgumentParser, declared: list[list[Option
 
 
 def given(args: argparse.Namespace) -> dict:
-    """The declared options the user set on the command line (the rest keep their defaults)."""
-    return {name: getattr(args, name) for name in args.option_names if getattr(args, name) is not None}
+    """The declared options the user set on the command line (the rest keep their defaults; ``none``
+    given to an option that takes None is given as None)."""
+    return {name: getattr(args, DEST_PREFIX + name) for name in args.option_names if hasattr(args, DEST_PREFIX + name)}

@@ -102,8 +102,21 @@ def normalize(image, value_range: Optional[Sequence[float]] = None) -> tuple[np.
     """Return a contiguous ``float32`` ``(H, W, 3)`` RGB copy in ``[0, 1]`` and how to undo it.
 
     ``value_range`` ``(low, high)`` maps ``low`` to 0 and ``high`` to 1 (values outside are
-    clipped); by default it is chosen from the data (see the module docstring).
+    clipped); by default it is chosen from the data (see the module docstring). An image
+    whose float copy does not fit in memory is an :class:`InvalidImageError` saying so.
     """
+    try:
+        return _normalize(image, value_range)
+    except MemoryError as exc:
+        shape = np.shape(image)
+        needed = 4 * 3 * math.prod(shape[:2]) if len(shape) >= 2 else 0
+        raise InvalidImageError(
+            f"the image of shape {tuple(shape)} is too large for this machine's memory (its float RGB copy alone "
+            f"takes {needed / 2**30:.1f} GiB); restore it in parts, e.g. as a stack of crops"
+        ) from exc
+
+
+def _normalize(image, value_range: Optional[Sequence[float]]) -> tuple[np.ndarray, ImageInfo]:
     data = validate(image)
     layout = _layout(data.shape)
     alpha = data[..., 3].copy() if layout == "rgba" else None

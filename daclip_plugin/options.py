@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Optional
 
+import numpy as np
+
 from .errors import InvalidOptionError, UnknownNameError
 from .steps import yields_steps
 
@@ -94,13 +96,18 @@ def _convert(kind: Any, value: Any) -> Any:
     if kind is _ANY:
         return value
     if kind is bool:
-        return bool(value) if isinstance(value, bool) or type(value).__name__ == "bool_" else _INVALID
+        return bool(value) if isinstance(value, (bool, np.bool_)) else _INVALID
     if kind is int:
         ok = isinstance(value, numbers.Integral) and not isinstance(value, bool)
         return int(value) if ok else _INVALID
     if kind is float:
-        ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and not math.isnan(value)
-        return float(value) if ok else _INVALID
+        if not isinstance(value, numbers.Real) or isinstance(value, bool):
+            return _INVALID
+        try:
+            number = float(value)
+        except OverflowError:  # an integer beyond any float
+            return _INVALID
+        return _INVALID if math.isnan(number) else number
     if kind is str:
         return value if isinstance(value, str) else _INVALID
     if kind is Path:

@@ -9,10 +9,12 @@ Set ``DACLIP_PLUGINS`` to a comma-separated list of entry-point names to load on
 those; set it to an empty string to load no external plugin at all.
 
 A broken plugin never takes the others down: one that fails to import (even by calling
-``sys.exit``), whose hook does not fit its specification or raises, or that registers a
-component without a name, gets one warning naming it and is skipped. When two plugins
-register the same name, a built-in one wins, else the first found; the other is named in a
-warning.
+``sys.exit``), whose hook does not fit its specification or raises, gets one warning naming
+it and is skipped; so does each component it registers without a name, without the method
+it must have, with a malformed ``options`` declaration, or (models) that is not a
+:class:`~daclip_plugin.weights.ModelSpec`. When two plugins register the same name, a
+built-in one wins, else the one loaded first; the other is named in a warning. Discovery is
+thread-safe: the first use in any thread loads the plugins once.
 """
 
 from __future__ import annotations
@@ -20,12 +22,16 @@ from __future__ import annotations
 import importlib
 import importlib.metadata
 import os
+import threading
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Callable, Optional
 
 import pluggy
 
 from . import hookspecs
+from .options import NOT_OPTIONS, Option
 
 ENTRY_POINT_GROUP = "daclip_plugin"
 ENV_ALLOWED_PLUGINS = "DACLIP_PLUGINS"
@@ -33,6 +39,7 @@ BUILTIN_PLUGINS = ("daclip_plugin.hooks.builtin", "daclip_plugin.hooks.models")
 
 _manager: pluggy.PluginManager | None = None
 _registries: dict[str, dict[str, "Registered"]] = {}
+_lock = threading.RLock()  # one discovery, whichever threads ask at once
 
 
 def _allowed_external_plugins() -> set[str] | None:
@@ -64,22 +71,24 @@ def _warn(message: str) -> None:
 def get_plugin_manager() -> pluggy.PluginManager:
     """Return the shared plugin manager, creating it on first use."""
     global _manager
-    if _manager is None:
-        pm = pluggy.PluginManager(hookspecs.PROJECT_NAME)
-        pm.add_hookspecs(hookspecs)
-        for module_name in BUILTIN_PLUGINS:
-            pm.register(importlib.import_module(module_name), name=module_name)
-        _load_external_plugins(pm)
-        _manager = pm
-    return _manager
+    with _lock:
+        if _manager is None:
+            pm = pluggy.PluginManager(hookspecs.PROJECT_NAME)
+            pm.add_hookspecs(hookspecs)
+            for module_name in BUILTIN_PLUGINS:
+                pm.register(importlib.import_module(module_name), name=module_name)
+            _load_external_plugins(pm)
+            _manager = pm
+        return _manager
 
 
 def reload_plugins() -> pluggy.PluginManager:
     """Forget the current plugin manager and its components, and discover plugins again."""
     global _manager
-    _manager = None
-    _registries.clear()
-    return get_plugin_manager()
+    with _lock:
+        _manager = None
+        _registries.clear()
+        return get_plugin_manager()
 
 
 @dataclass(frozen=True)
@@ -90,22 +99,55 @@ class Registered:
     plugin: str
 
 
-def _collect(hook_name: str) -> dict[str, Registered]:
-    """Call one registration hook of every plugin, once per plugin manager (built-ins first)."""
-    if hook_name not in _registries:
-        pm = get_plugin_manager()
-        found: dict[str, Registered] = {}
-        for impl in reversed(getattr(pm.hook, hook_name).get_hookimpls()):
-            offered: list[object] = []
-            try:
-                impl.function(offered.append)
-            except (Exception, SystemExit) as exc:
-                _warn(f"plugin {impl.plugin_name!r} failed in {hook_name}: {type(exc).__name__}: {exc}")
-                continue
-            for component in offered:
-                _add(found, component, impl.plugin_name, hook_name)
-        _registries[hook_name] = found
-    return dict(_registries[hook_name])
+def _collect(hook_name: str, problem: Callable[[object], Optional[str]]) -> dict[str, Registered]:
+    """Call one registration hook of every plugin, once per plugin manager, in the order they were
+    loaded (built-ins first); components for which ``problem`` names one are skipped with a warning."""
+    with _lock:
+        if hook_name not in _registries:
+            found: dict[str, Registered] = {}
+            for impl in getattr(get_plugin_manager().hook, hook_name).get_hookimpls():
+                offered: list[object] = []
+                try:
+                    impl.function(offered.append)
+                except (Exception, SystemExit) as exc:
+                    _warn(f"plugin {impl.plugin_name!r} failed in {hook_name}: {type(exc).__name__}: {exc}")
+                    continue
+                for component in offered:
+                    trouble = problem(component)
+                    if trouble is not None:
+                        _warn(f"plugin {impl.plugin_name!r} ({hook_name}) registered {component!r}, which {trouble}")
+                        continue
+                    _add(found, component, impl.plugin_name, hook_name)
+            _registries[hook_name] = found
+        return dict(_registries[hook_name])
+
+
+def _component_problem(method_names: tuple[str, ...]) -> Callable[[object], Optional[str]]:
+    """What is wrong with a restorer or classifier that must have one of ``method_names`` (``None``: nothing)."""
+
+    def problem(component: object) -> Optional[str]:
+        if not any(callable(getattr(component, name, None)) for name in method_names):
+            return f"has no {' or '.join(method_names)} method"
+        declared = getattr(component, "options", None)
+        if declared is None:
+            return None
+        if not isinstance(declared, Sequence) or isinstance(declared, str):
+            return f"declares its options as {type(declared).__name__}, not a tuple of daclip_plugin.options.Option"
+        names = [getattr(option, "name", None) for option in declared]
+        if not all(isinstance(option, Option) for option in declared):
+            return "declares options that are not daclip_plugin.options.Option objects"
+        clashes = sorted({name for name in names if names.count(name) > 1 or name in NOT_OPTIONS + ("image",)})
+        if clashes or not all(isinstance(name, str) and name.isidentifier() for name in names):
+            return f"declares option names that are repeated, reserved or not identifiers ({', '.join(clashes) or names})"
+        return None
+
+    return problem
+
+
+def _model_problem(component: object) -> Optional[str]:
+    from .weights import ModelSpec
+
+    return None if isinstance(component, ModelSpec) else f"is a {type(component).__name__}, not a daclip_plugin.weights.ModelSpec"
 
 
 def _add(found: dict[str, Registered], component: object, plugin: str, hook_name: str) -> None:
@@ -130,14 +172,14 @@ def _add(found: dict[str, Registered], component: object, plugin: str, hook_name
 
 def restorers() -> dict[str, Registered]:
     """Every registered restorer by name."""
-    return _collect("register_restorers")
+    return _collect("register_restorers", _component_problem(("restore", "iter_restore")))
 
 
 def classifiers() -> dict[str, Registered]:
     """Every registered classifier by name."""
-    return _collect("register_classifiers")
+    return _collect("register_classifiers", _component_problem(("classify",)))
 
 
 def models() -> dict[str, Registered]:
     """Every registered model specification by name."""
-    return _collect("register_models")
+    return _collect("register_models", _model_problem)

@@ -4,7 +4,8 @@
 10-20 with MaRS; seeded). ``daclip-direct``: DA-CLIP contexts and one pass of a direct
 restorer UNet (deterministic), for models with direct restorer weights such as the embedded
 ``tiny``. Their options are declared here, once; nothing here imports torch. The restorers
-are generators (``iter_restore``): a step per network call.
+are generators (``iter_restore``): a step per network call; their options, device and
+precision are checked when the generator is made, before its first step.
 """
 
 from __future__ import annotations
@@ -51,6 +52,15 @@ COMPILE = Option(
 )
 
 
+def _checked(restorer: Restorer, options: dict) -> dict:
+    """Every option's value, checked, and the device able to run the precision (else a DaclipError)."""
+    from daclip_plugin.engine.devices import check_precision, select_device
+
+    o = restorer.resolve_options(options)
+    check_precision(select_device(o["device"]), o["precision"])
+    return o
+
+
 def _pipeline(model, daclip_path, unet_path, download, device):
     from daclip_plugin.engine import pipeline
 
@@ -73,15 +83,18 @@ class DaclipRestorer(Restorer):
         COMPILE,
     )
 
-    def _engine(self, options):
-        o = self.resolve_options(options)
-        return o, _pipeline(o["model"], o["daclip_path"], o["unet_path"], o["download"], o["device"])
+    @staticmethod
+    def _load(o):
+        return _pipeline(o["model"], o["daclip_path"], o["unet_path"], o["download"], o["device"])
 
     def estimate(self, image, **options):
-        return self._engine(options)[1].conditioning(image)
+        return self._load(self.resolve_options(options)).conditioning(image)
 
     def iter_restore(self, image, *, estimate=None, **options):
-        o, engine = self._engine(options)
+        return self._steps(image, _checked(self, options), estimate)
+
+    def _steps(self, image, o, estimate):
+        engine = self._load(o)
         return (yield from engine.iter_restore(
             image, sampler=o["sampler"], sampler_options=samplers.options_for(o), seed=o["seed"],
             tile_size=o["tile_size"], memory_budget=o["memory_budget"], precision=o["precision"], compile=o["compile"],
@@ -102,19 +115,22 @@ class DaclipDirectRestorer(Restorer):
         COMPILE,
     )
 
-    def _engine(self, options):
+    @staticmethod
+    def _load(o):
         from daclip_plugin.engine import direct
 
-        o = self.resolve_options(options)
-        return o, direct.load_model(
+        return direct.load_model(
             o["model"], daclip_path=o["daclip_path"], unet_path=o["unet_path"], download=o["download"], device=o["device"]
         )
 
     def estimate(self, image, **options):
-        return self._engine(options)[1].conditioning(image)
+        return self._load(self.resolve_options(options)).conditioning(image)
 
     def iter_restore(self, image, *, estimate=None, **options):
-        o, engine = self._engine(options)
+        return self._steps(image, _checked(self, options), estimate)
+
+    def _steps(self, image, o, estimate):
+        engine = self._load(o)
         return (yield from engine.iter_restore(
             image, tile_size=o["tile_size"], memory_budget=o["memory_budget"], precision=o["precision"],
             compile=o["compile"], estimate=estimate,

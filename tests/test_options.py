@@ -29,6 +29,7 @@ SET = OptionSet((
         ({"mode": "slow", "steps": 7}, {"mode": "slow", "steps": 7}),
         ({"seed": None, "gain": 2}, {"seed": None, "gain": 2.0}),
         ({"seed": np.int64(3), "verbose": True}, {"seed": 3, "verbose": True}),
+        ({"verbose": np.bool_(True), "gain": np.float32(0.5)}, {"verbose": True, "gain": 0.5}),
         ({"weights": "w.pt", "prompts": ("a", "b")}, {"weights": Path("w.pt"), "prompts": ["a", "b"]}),
     ],
 )
@@ -47,6 +48,7 @@ def test_values_are_checked_and_converted(given, expected):
         ({"seed": True}, "'seed'"),
         ({"seed": -1}, "'seed'"),
         ({"gain": float("nan")}, "'gain'"),
+        ({"gain": 10**400}, "'gain' .* a number"),
         ({"verbose": 1}, "'verbose' .* True or False"),
         ({"weights": 123}, "'weights' .* a file path"),
         ({"weights": ""}, "'weights'"),

@@ -61,9 +61,8 @@ def resolve(
         if file is None:  # no registered file: only the explicit path (given, see _wanted_roles)
             path = Path(explicit[role]).expanduser()
             if not path.is_file():
-                raise WeightsNotFoundError(
-                    f"the {ROLE_LABELS[role]} file given with {_PATH_OPTIONS[role]}= does not exist: {path}"
-                )
+                what = "is a folder, not a file" if path.is_dir() else "does not exist"
+                raise WeightsNotFoundError(f"the {ROLE_LABELS[role]} file given with {_PATH_OPTIONS[role]}= {what}: {path}")
             paths[role], sources[role] = path, SOURCE_EXPLICIT
             continue
         lookup = _find(file, explicit[role], cache_dir)

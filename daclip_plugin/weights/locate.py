@@ -71,7 +71,7 @@ def _find(file: WeightFile, explicit: Optional[PathLike], cache_dir: Optional[Pa
         path = Path(explicit).expanduser()
         if path.is_file():
             return _Lookup(path, SOURCE_EXPLICIT)
-        result.looked.append(f"explicit path: {path} (does not exist)")
+        result.looked.append(f"explicit path: {path} ({'a folder, not a file' if path.is_dir() else 'does not exist'})")
         result.explicit_missing = True
         return result
     result.looked.append("explicit path: none given")
