@@ -17,10 +17,10 @@ from typing import Any, Callable, Mapping, Optional, Sequence
 import numpy as np
 
 from .errors import InvalidImageError
-from .outputs import Output
+from .outputs import COMPARE, RESTORED, Output
 
 #: The files a folder is searched for (not recursively).
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp", ".gif")
 
 
 @dataclass(frozen=True)
@@ -42,7 +42,9 @@ def find_inputs(items: Sequence[str]) -> list[Path]:
     """Files as given, the image files of folders (sorted), and the matches of glob patterns.
 
     A folder without images, a pattern matching nothing and a missing file are errors; a file
-    named twice is kept once.
+    named twice (even by two different paths) is kept once. In folders and patterns, the
+    results of an earlier run (``NAME_restored.EXT`` and its side-by-side picture, beside
+    ``NAME.EXT``) are left out, so that running the same command again finishes that run.
     """
     found: list[Path] = []
     for item in items:
@@ -51,15 +53,31 @@ def find_inputs(items: Sequence[str]) -> list[Path]:
             images = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
             if not images:
                 raise InvalidImageError(f"folder {item} holds no images ({', '.join(IMAGE_SUFFIXES)})")
-            found += images
+            found += _without_results(images)
         elif glob.has_magic(item) and not path.exists():
             matches = sorted(Path(p) for p in glob.glob(str(path), recursive=True) if Path(p).is_file())
             if not matches:
                 raise InvalidImageError(f"no file matches {item}")
-            found += matches
+            found += _without_results(matches)
         else:
             found.append(path)
-    return list(dict.fromkeys(found))
+    unique: dict[Path, Path] = {}
+    for path in found:
+        unique.setdefault(path.resolve(), path)
+    return list(unique.values())
+
+
+def _without_results(paths: list[Path]) -> list[Path]:
+    """``paths`` less the results this tool wrote beside others of them."""
+    stems = {(path.parent, path.stem) for path in paths}
+
+    def is_result(path: Path) -> bool:
+        for ending in (RESTORED + Path(COMPARE).stem, RESTORED):
+            if path.stem.endswith(ending) and (path.parent, path.stem[: -len(ending)]) in stems:
+                return True
+        return False
+
+    return [path for path in paths if not is_result(path)]
 
 
 def is_rgb(picture) -> bool:

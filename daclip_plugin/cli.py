@@ -141,46 +141,86 @@ def cmd_classify(args: argparse.Namespace) -> int:
 
     options = given(args)
     options_of(api.get_classifier(args.classifier)).check(f"classifier {args.classifier!r}", options)
-    results = {}
-    for path in batch.find_inputs(args.images):
-        picture = imagefiles.read_picture(path, max_pixels=args.max_pixels)
-        if picture.stack:
-            scores = stacks.classify_stack(picture.data, args.classifier, rgb=batch.is_rgb(picture), **options).mean_probabilities
-        else:
-            scores = api.classify(picture.data, classifier=args.classifier, **options)
+    sources = batch.find_inputs(args.images)
+    for path in sources:  # missing, unreadable and oversized files: refused before any work
+        imagefiles.probe(path, max_pixels=args.max_pixels)
+    results, failed = {}, 0
+    for path in sources:
+        try:
+            picture = imagefiles.read_picture(path, max_pixels=args.max_pixels)
+            if picture.stack:
+                rgb = batch.is_rgb(picture)
+                scores = stacks.classify_stack(picture.data, args.classifier, rgb=rgb, **options).mean_probabilities
+            else:
+                scores = api.classify(picture.data, classifier=args.classifier, **options)
+        except InvalidImageError as exc:  # this file's own problem: the others go on
+            print(f"{path}: failed: {exc}", file=sys.stderr)
+            failed += 1
+            continue
         results[str(path)] = scores
         if not args.json:
             _print_scores(path, scores)
     if args.json:
         print(json.dumps(results, indent=2))
+    return _failures(failed, len(sources))
+
+
+def _failures(failed: int, total: int) -> int:
+    """The exit code of a run over files: 1, with a summary line, if any failed."""
+    if failed:
+        print(f"daclip: error: {failed} of {total} file(s) failed", file=sys.stderr)
+        return EXIT_FAILURE
     return 0
 
 
 def cmd_restore(args: argparse.Namespace) -> int:
     """Restore images (files, folders, glob patterns); print their degradation probabilities; write NAME_restored files.
 
-    Every output is planned and checked before any work (see :mod:`daclip_plugin.outputs`).
-    With --workers or --scheduler the files are restored on Dask (see :mod:`daclip_plugin.distributed`).
+    Every output is planned and checked before any work (see daclip_plugin.outputs); a file
+    whose pixels turn out unusable while it is read is reported and the others go on (exit
+    code 1). With --workers or --scheduler the files are restored on Dask (see
+    daclip_plugin.distributed).
     """
     from . import api, batch, imagefiles, outputs
 
     restorer = args.restorer or api.preferred_restorer(given(args).get("model"))
     classifier = None if args.no_classify else args.classifier or api.classifier_for(restorer)
     options, classify_options = api.split_options(given(args), restorer, classifier)
+    _check_classifier_runs(restorer, set(given(args)) - set(options))
     options = options_of(api.get_restorer(restorer)).check(f"restorer {restorer!r}", options)
+    if args.workers is not None and args.workers < 1:
+        raise InvalidOptionError(f"--workers must be at least 1, not {args.workers}")
     sources = batch.find_inputs(args.images)
     if args.workers is not None or args.scheduler is not None:
         return _restore_on_dask(args, sources, restorer, classifier, {**options, **classify_options})
     headers = [imagefiles.probe(source, max_pixels=args.max_pixels) for source in sources]
     planned = outputs.plan(sources, headers, args.output, overwrite=args.overwrite or args.skip_existing,
                            side_by_side=args.side_by_side)
+    failed = 0
     for item in planned:
         if args.skip_existing and item.written():
             print(f"{item.source}: skipped, {item.target} exists")
             continue
-        result = _restore_file(item, restorer, options, classifier, classify_options, args)
-        _print_result(result)
-    return 0
+        try:
+            result = _restore_file(item, restorer, options, classifier, classify_options, args)
+        except InvalidImageError as exc:  # this file's pixels (NaNs, ...): the others go on
+            result = batch.FileResult(str(item.source), None, "failed", error=str(exc))
+        _print_result(result, scores=not args.no_classify)
+        failed += result.status == "failed"
+    return _failures(failed, len(planned))
+
+
+def _check_classifier_runs(restorer: str, classifier_only: set) -> None:
+    """Refuse classifier options (``--prompts``) that would do nothing: a restorer steered by its own
+    estimate reports that estimate's probabilities, and no classifier runs beside it."""
+    from . import api
+
+    if classifier_only and api.steers_itself(restorer):
+        flags = ", ".join("--" + name.replace("_", "-") for name in sorted(classifier_only))
+        raise InvalidOptionError(
+            f"{flags} would change nothing: restorer {restorer!r} is steered by its own estimate, whose "
+            "probabilities are printed, and no classifier runs beside it (score images with `daclip classify` instead)"
+        )
 
 
 def _restore_file(item, restorer: str, options, classifier, classify_options, args):
@@ -197,8 +237,8 @@ def _restore_file(item, restorer: str, options, classifier, classify_options, ar
                                   progress=progress)
 
 
-def _print_result(result) -> None:
-    if result.probabilities:
+def _print_result(result, scores: bool = True) -> None:
+    if result.probabilities and scores:
         _print_scores(result.source, result.probabilities)
     if result.status == "failed":
         print(f"{result.source}: failed: {result.error}", file=sys.stderr)
@@ -213,27 +253,25 @@ def _restore_on_dask(args, sources, restorer: str, classifier, options) -> int:
     from tqdm import tqdm
 
     from . import distributed
+    from .batch import IMAGE_SUFFIXES
 
     out_dir = args.output
-    if out_dir is not None and Path(out_dir).exists() and not Path(out_dir).is_dir():
-        raise OutputError(f"-o {out_dir} is a file: with --workers or --scheduler, -o names a folder")
+    named_file = Path(out_dir or "").suffix.lower() in IMAGE_SUFFIXES
+    if out_dir is not None and not Path(out_dir).is_dir() and (Path(out_dir).exists() or named_file):
+        raise OutputError(f"-o {out_dir} names a file: with --workers or --scheduler, -o names a folder")
     existing = "overwrite" if args.overwrite else "skip" if args.skip_existing else "error"
     with tqdm(total=len(sources), desc="files", unit="file", disable=args.quiet) as bar:
         def progress(done: int, total: int, result) -> None:
             bar.update(1)
             bar.clear()
-            _print_result(result)
+            _print_result(result, scores=not args.no_classify)
             bar.refresh()
 
         results = distributed.restore_files(
             sources, out_dir, workers=args.workers, scheduler=args.scheduler, restorer=restorer, classifier=classifier,
             existing=existing, side_by_side=args.side_by_side, max_pixels=args.max_pixels, progress=progress, **options,
         )
-    failed = [result for result in results if result.status == "failed"]
-    if failed:
-        print(f"daclip: error: {len(failed)} of {len(results)} file(s) failed", file=sys.stderr)
-        return EXIT_FAILURE
-    return 0
+    return _failures(sum(result.status == "failed" for result in results), len(results))
 
 
 def cmd_samples(args: argparse.Namespace) -> int:
@@ -245,7 +283,7 @@ def cmd_samples(args: argparse.Namespace) -> int:
             print(f"{name:<14} {path}")
         print("Copy them with: daclip samples DIR")
         return 0
-    for path in sample_data.copy_samples(args.dir):
+    for path in sample_data.copy_samples(args.dir, overwrite=args.overwrite):
         print(path)
     return 0
 
@@ -292,6 +330,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _summary(command) -> str:
+    """A command's one-line help: the first line of its docstring."""
+    return command.__doc__.strip().splitlines()[0]
+
+
 def _add_max_pixels(parser: argparse.ArgumentParser) -> None:
     from .imagefiles import DEFAULT_MAX_PIXELS, ENV_MAX_PIXELS
 
@@ -315,20 +358,20 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"daclip-plugin {__version__}")
     parser.add_argument("--debug", action="store_true", help="show the full traceback of errors")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-    commands.add_parser("plugins", help=cmd_plugins.__doc__).set_defaults(run=cmd_plugins)
-    commands.add_parser("models", help=cmd_models.__doc__).set_defaults(run=cmd_models)
-    download = commands.add_parser("download", help=cmd_download.__doc__)
+    commands.add_parser("plugins", help=_summary(cmd_plugins)).set_defaults(run=cmd_plugins)
+    commands.add_parser("models", help=_summary(cmd_models)).set_defaults(run=cmd_models)
+    download = commands.add_parser("download", help=_summary(cmd_download))
     download.add_argument("name", metavar="NAME", help="model name (see `daclip models`)")
     download.add_argument("--dir", metavar="DIR", help="download into this folder instead of the Hugging Face cache")
     download.add_argument("--force", action="store_true", help="download again even if the files are here (repairs them)")
     download.set_defaults(run=cmd_download)
-    verify = commands.add_parser("verify", help=cmd_verify.__doc__)
+    verify = commands.add_parser("verify", help=_summary(cmd_verify))
     verify.add_argument("name", nargs="?", metavar="NAME", help="model name (default: every model)")
     verify.set_defaults(run=cmd_verify)
-    train = commands.add_parser("train", help=cmd_train.__doc__)
+    train = commands.add_parser("train", help=_summary(cmd_train))
     training_config.add_flags(train)
     train.set_defaults(run=cmd_train)
-    mix = commands.add_parser("interpolate", help=cmd_interpolate.__doc__)
+    mix = commands.add_parser("interpolate", help=_summary(cmd_interpolate))
     mix.add_argument("first", metavar="FIRST", help="a saved UNet (e.g. the conservative restorer)")
     mix.add_argument("second", metavar="SECOND", help="a fine-tuning of the same UNet (e.g. the bolder one)")
     mix.add_argument("--alpha", type=float, required=True, help="weight of SECOND, 0..1")
@@ -338,13 +381,13 @@ def build_parser() -> argparse.ArgumentParser:
     mix.add_argument("--eval-per-class", type=int, default=4, metavar="N", help="held-out evaluation crops per degradation")
     mix.add_argument("--eval-size", type=int, default=128, metavar="PX", help="held-out evaluation crop size")
     mix.set_defaults(run=cmd_interpolate)
-    classify = commands.add_parser("classify", help=cmd_classify.__doc__)
+    classify = commands.add_parser("classify", help=_summary(cmd_classify))
     classify.add_argument("images", nargs="+", metavar="IMAGE", help="image files, folders or glob patterns ('*.png')")
     classify.add_argument("--classifier", default="daclip", help="classifier name (see `daclip plugins`)")
     classify.add_argument("--json", action="store_true", help="print all probabilities as JSON")
     _add_max_pixels(classify)
     classify.set_defaults(run=cmd_classify, option_names=add_option_flags(classify, classifier_options))
-    restore = commands.add_parser("restore", help=cmd_restore.__doc__)
+    restore = commands.add_parser("restore", help=_summary(cmd_restore))
     restore.add_argument("images", nargs="+", metavar="IMAGE", help="image files, folders or glob patterns ('*.png')")
     restore.add_argument("-o", "--output", metavar="PATH", help="output file, or folder for several images")
     restore.add_argument("--restorer", help="restorer name (default: the model's preferred one)")
@@ -353,7 +396,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="classifier for the printed probabilities of restorers without their own estimate "
         "(default: the restorer's namesake, else daclip for DA-CLIP restorers)",
     )
-    restore.add_argument("--side-by-side", action="store_true", help="also write NAME_compare.png (input | output)")
+    restore.add_argument("--side-by-side", action="store_true", help="also write NAME_restored_compare.png (input | output)")
     restore.add_argument("--no-classify", action="store_true", help="do not print degradation probabilities")
     restore.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     existing = restore.add_mutually_exclusive_group()
@@ -363,17 +406,18 @@ def build_parser() -> argparse.ArgumentParser:
     restore.add_argument("--scheduler", metavar="ADDRESS", help="restore on the Dask cluster at ADDRESS (tcp://host:8786)")
     _add_max_pixels(restore)
     restore.set_defaults(run=cmd_restore, option_names=add_option_flags(restore, component_options))
-    samples = commands.add_parser("samples", help=cmd_samples.__doc__)
+    samples = commands.add_parser("samples", help=_summary(cmd_samples))
     samples.add_argument("dir", nargs="?", metavar="DIR", help="copy the sample PNGs into this folder")
+    samples.add_argument("--overwrite", action="store_true", help="replace files of the same names that differ")
     samples.set_defaults(run=cmd_samples)
-    bench = commands.add_parser("make-benchmark", help=cmd_make_benchmark.__doc__)
+    bench = commands.add_parser("make-benchmark", help=_summary(cmd_make_benchmark))
     bench.add_argument("root", metavar="ROOT", help="folder to write ROOT/<degradation>/LQ/*.png and GT/*.png into")
     bench.add_argument("--seed", type=int, required=True, help="random seed: same seed, same files")
     bench.add_argument("--per-type", type=int, default=20, metavar="N", help="images per degradation (default 20)")
     bench.add_argument("--size", type=int, default=256, metavar="PX", help="crop size in pixels (default 256)")
     bench.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     bench.set_defaults(run=cmd_make_benchmark)
-    evaluate = commands.add_parser("evaluate", help=cmd_evaluate.__doc__)
+    evaluate = commands.add_parser("evaluate", help=_summary(cmd_evaluate))
     evaluate.add_argument("root", metavar="ROOT", help="benchmark folder: ROOT/<degradation>/LQ/*.png and GT/*.png")
     evaluate.add_argument("--restorer", help="restorer name (default: the model's preferred one)")
     evaluate.add_argument(

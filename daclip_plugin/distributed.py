@@ -55,14 +55,20 @@ def connect(client=None, *, workers: Optional[int] = None, scheduler: Optional[s
     if client is not None:
         yield client
         return
+    if workers is not None and workers < 1:
+        raise InvalidOptionError(f"workers must be at least 1, got {workers}")
     address = scheduler or (None if workers else dask.config.get("scheduler-address", None))
     if address:
-        with Client(address) as remote:
+        try:
+            remote = Client(address)
+        except (ValueError, TypeError) as exc:  # not an address
+            raise InvalidOptionError(f"{address!r} is not a Dask scheduler address (tcp://HOST:PORT): {exc}") from None
+        except OSError as exc:  # nobody answers there
+            raise DaclipError(f"cannot reach the Dask scheduler at {address}: {exc}") from None
+        with remote:
             yield remote
         return
     count = workers or local_workers()
-    if count < 1:
-        raise InvalidOptionError(f"workers must be at least 1, got {count}")
     threads = max(1, (os.cpu_count() or 1) // count)  # the cores, shared
     # Dask's worker defaults suit many small NumPy tasks, not a few large torch ones: one
     # thread, and glibc's memory trimmed at 64 KiB (every large tensor then costs fresh pages:

@@ -111,12 +111,10 @@ def probe(path, *, max_pixels: Optional[int] = None) -> Header:
 
             with tifffile.TiffFile(path) as tif:
                 series = tif.series[0]
-                rgb = series.axes.endswith("YXS")
-                height, width = series.shape[len(series.shape) - (3 if rgb else 2):][:2]
+                shape, channels = _tiff_shape(path, series)
+                height, width = shape[-2:]
                 _check_pixels(path, height, width, max_pixels)
-                lead = len(series.shape) - (3 if rgb else 2)
-                frames = series.shape[0] if lead == 1 else 1
-                return Header(frames, series.shape[-1] if rgb else 1, np.dtype(series.dtype))
+                return Header(shape[0] if len(shape) == 3 else 1, channels, np.dtype(series.dtype))
         with Image.open(path) as image:
             _check_pixels(path, image.height, image.width, max_pixels)
             sixteen = image.format == "PNG" and _png_bit_depth(path) == 16 and image.mode not in _MODE_DTYPES
@@ -174,32 +172,44 @@ def _read_png16(path: Path) -> np.ndarray:
     return data[..., 0] if planes == 1 else data
 
 
+def _tiff_shape(path: Path, series) -> tuple[tuple[int, ...], int]:
+    """A TIFF series' ``(frames?, H, W)`` shape and channels; colour stored channel by channel
+    (planar RGB, axes ``...SYX``) counts as colour, not as a stack of grey frames."""
+    axes, shape = series.axes, tuple(series.shape)
+    planar = axes.endswith("SYX") and shape[-3] in (3, 4) and series.keyframe.photometric == 2  # RGB
+    if axes.endswith("YXS") or planar:
+        channels = shape[-1] if axes.endswith("YXS") else shape[-3]
+        pixels = shape[-3:-1] if axes.endswith("YXS") else shape[-2:]
+        lead = shape[:-3]
+    elif axes.endswith("YX"):
+        channels, pixels, lead = 1, shape[-2:], shape[:-2]
+    else:
+        raise InvalidImageError(f"{path} has axes {axes!r}; expected images with Y and X last")
+    if channels not in (1, 3, 4):
+        raise InvalidImageError(f"{path} has {channels} samples per pixel; expected 1 (grey), 3 (RGB) or 4 (RGBA)")
+    if len(lead) > 1:
+        raise InvalidImageError(f"{path} has {len(lead)} axes besides the image ({axes}); open it in napari to pick one")
+    return lead + pixels, channels
+
+
 def _read_tiff(path: Path, limit: Optional[int]) -> Picture:
     import tifffile
 
     try:
         with tifffile.TiffFile(path) as tif:
             series = tif.series[0]
-            axes, shape = series.axes, series.shape
-            if axes.endswith("YXS"):
-                image_axes = 3
-            elif axes.endswith("YX"):
-                image_axes = 2
-            else:
-                raise InvalidImageError(f"{path} has axes {axes!r}; expected images with Y and X last")
-            height, width = shape[len(shape) - image_axes :][:2]
-            _check_pixels(path, height, width, limit)
+            shape, channels = _tiff_shape(path, series)
+            _check_pixels(path, *shape[-2:], limit)
             data = series.asarray()
+            if channels > 1 and series.axes.endswith("SYX"):  # planar colour: channels last
+                data = np.moveaxis(data, -3, -1)
     except DaclipError:
         raise
     except Exception as exc:
         raise InvalidImageError(f"cannot read {path} as a TIFF image: {exc}") from None
-    lead = data.shape[: data.ndim - image_axes]
-    if len(lead) > 1:
-        raise InvalidImageError(f"{path} has {len(lead)} axes besides the image ({axes}); open it in napari to pick one")
     if data.dtype.kind not in "uif" or data.dtype.itemsize > 8:
         raise InvalidImageError(f"{path} holds {data.dtype} pixels; expected integers or floats")
-    return Picture(data, lead[0] if lead else 1)
+    return Picture(data, shape[0] if len(shape) == 3 else 1)
 
 
 # --------------------------------------------------------------------------- writing

@@ -52,6 +52,10 @@ CASES = [
     (["restore", "a.png", "--model", "tiny", "--device", "cpu", "-q", "--tile-size", "8"], 2, "tile_size must be 0"),
     (["restore", "a.png", "--no-classify", "-q", "--steps", "10"], 2, "applies only with sampler='mars'"),
     (["restore", "a.png", "--restorer", "nope", "-q"], 2, "unknown restorer 'nope'"),
+    (["restore", "a.png", "--model", "tiny", "-q", "--prompts", "foggy,sharp"], 2, "--prompts would change nothing"),
+    (["restore", "a.png", "--workers", "0", *INVERT], 2, "--workers must be at least 1, not 0"),
+    (["restore", "a.png", "-o", "one.png", "--workers", "1", *INVERT], 2, "-o one.png names a file: with --workers"),
+    (["restore", "a.png", "--scheduler", "notanaddress", *INVERT], 2, "'notanaddress' is not a Dask scheduler address"),
     # classify
     (["classify", "a.png", "--prompts", ","], 2, "option 'prompts'"),
     (["classify", "a.png", "--prompts", "noisy,noisy"], 2, "option 'prompts'"),
@@ -93,7 +97,7 @@ def test_outputs_keep_the_inputs_depth_and_stacks(files, capsys):
     import tifffile
 
     tifffile.imwrite("float.tif", np.linspace(-500, 500, 256, dtype=np.float32).reshape(16, 16))
-    tifffile.imwrite("stack.tif", np.zeros((3, 16, 16), np.uint16))
+    tifffile.imwrite("stack.tif", np.zeros((3, 16, 16), np.uint16), photometric="minisblack")
     Image.fromarray(np.full((16, 16), 1000, np.uint16)).save("gray16.png")
     assert cli.main(["restore", "float.tif", "stack.tif", "gray16.png", "-o", "out", *INVERT]) == 0
     restored = tifffile.imread("out/float_restored.tif")

@@ -77,16 +77,32 @@ def sample_images() -> dict[str, np.ndarray]:
     return {name: sample_image(name) for name in SAMPLES}
 
 
-def copy_samples(folder: Union[str, Path]) -> list[Path]:
-    """Copy the bundled sample PNGs into ``folder`` (created if needed); return the new paths."""
+def copy_samples(folder: Union[str, Path], *, overwrite: bool = False) -> list[Path]:
+    """Copy the bundled sample PNGs into ``folder`` (created if needed); return the new paths.
+
+    A file of the same name that differs from the sample is refused (nothing is copied)
+    unless ``overwrite``; an identical one is left as it is.
+    """
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
         raise OutputError(f"{folder} is a file: give a folder to copy the samples into")
+    pairs = [(path, folder / path.name) for path in sample_paths().values()]
+    taken = [target for source, target in pairs if target.exists() and not _same_bytes(source, target)]
+    if taken and not overwrite:
+        raise OutputError(
+            f"{', '.join(map(str, taken))} already exist(s) and differ from the samples: "
+            "use --overwrite to replace them, or choose another folder"
+        )
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        return [Path(shutil.copyfile(path, folder / path.name)) for path in sample_paths().values()]
+        return [target if target.exists() and _same_bytes(source, target) else Path(shutil.copyfile(source, target))
+                for source, target in pairs]
     except OSError as exc:
         raise OutputError(f"cannot copy the samples into {folder}: {exc.strerror or exc}") from exc
+
+
+def _same_bytes(first: Path, second: Path) -> bool:
+    return second.is_file() and first.read_bytes() == second.read_bytes()
 
 
 # ------------------------------------------------------------------------ napari sample data
