@@ -249,3 +249,80 @@ def test_the_panel_is_compact(make_napari_viewer):
     widget = open_panel(viewer)
     widget._model.value = "universal-ir-mix"  # the longest entry must not widen the panel
     assert widget.native.minimumSizeHint().width() <= 340
+
+
+def test_a_users_layer_with_the_results_name_is_never_replaced(make_napari_viewer, offline):
+    viewer = make_napari_viewer()
+    viewer.add_image(photo(), name="cells", rgb=True)
+    notes = viewer.add_labels(np.ones((32, 32), np.uint8), name="cells [restored]")
+    first = restore_layer(viewer, "cells", model="tiny")
+    assert first.name == "cells [restored] (2)" and viewer.layers["cells [restored]"] is notes
+    again = restore_layer(viewer, "cells", model="tiny")  # an earlier result is updated in place
+    assert again is first and len(viewer.layers) == 3
+    np.testing.assert_array_equal(notes.data, 1)
+
+
+def test_a_failure_names_the_layer_that_failed(make_napari_viewer, install_plugin, fresh_plugins, qtbot):
+    from test_stacks import FAKE_PLUGIN
+
+    install_plugin("fakeplug", FAKE_PLUGIN)
+    fresh_plugins.reload_plugins()
+    viewer = make_napari_viewer()
+    widget = open_panel(viewer)
+    widget._restorer.value = "steps"
+    good = viewer.add_image(np.full((8, 8), 0.5, np.float32), name="good")
+    broken = np.full((8, 8), 0.5, np.float32)
+    broken[2, 2] = np.inf
+    bad = viewer.add_image(broken, name="bad", contrast_limits=(0, 1))
+    widget._layers.value = [good, bad]
+    run(qtbot, widget)
+    assert widget._status.value.startswith("Restoring failed on layer 'bad': the image has NaN or infinite")
+    assert "good [restored]" in viewer.layers
+
+
+def test_the_probability_table_stays_short_and_shortens_long_names(make_napari_viewer, install_plugin, fresh_plugins,
+                                                                   qtbot):
+    from test_stacks import FAKE_PLUGIN
+
+    install_plugin("fakeplug", FAKE_PLUGIN)
+    fresh_plugins.reload_plugins()
+    viewer = make_napari_viewer(show=True)
+    widget = open_panel(viewer)
+    widget._restorer.value = "steps"
+    name = "a very long layer name from a microscope file, channel 2 - GFP.tif"
+    widget._layers.value = [viewer.add_image(np.full((8, 8), 10, np.uint8), name=name)]
+    before = widget.native.minimumSizeHint().height()
+    run(qtbot, widget, "classify")
+    table = widget._table.table
+    assert table.rowCount() == 10 and table.height() < table.horizontalHeader().height() + 8 * table.rowHeight(0) + 40
+    assert widget.native.minimumSizeHint().height() - before < 250
+    header = table.horizontalHeaderItem(0)
+    assert len(header.text()) <= 15 and header.text().endswith("GFP.tif") and header.toolTip() == name
+
+
+def test_current_slice_is_refused_when_another_plane_is_shown(make_napari_viewer):
+    viewer = make_napari_viewer()
+    viewer.add_image(np.zeros((6, 16, 20), np.uint8), name="stack")
+    viewer.dims.order = (1, 0, 2)
+    with pytest.raises(DaclipError, match="shows axes \\(0, 2\\): show axes \\(1, 2\\) in 2D, or restore all slices"):
+        restore_layer(viewer, "stack", model="tiny", slices="current")
+    viewer.dims.order = (0, 1, 2)
+    viewer.dims.ndisplay = 3
+    with pytest.raises(DaclipError, match="the viewer shows a 3D view"):
+        restore_layer(viewer, "stack", model="tiny", slices="current")
+
+
+def test_the_progress_bar_does_not_fall_back_to_busy_between_slices():
+    from daclip_plugin.gui.jobs import Run, Task
+    from daclip_plugin.gui.layers import LayerJob
+    from daclip_plugin.stacks import StackProgress
+
+    class Layer:
+        name = "stack"
+
+    job = LayerJob(layer=Layer(), data=np.zeros((4, 8, 8)), rgb=False, index=None)
+    run = Run(Task.RESTORE, [job])
+    assert run.describe(("progress", 0, StackProgress("estimate", (0,), 0, 4, 0, 0)))[:2] == (0, 0)  # nothing known yet
+    assert run.describe(("progress", 0, StackProgress("restore", (0,), 0, 4, 4, 4)))[:2] == (4, 16)
+    done, total, text = run.describe(("progress", 0, StackProgress("estimate", (1,), 1, 4, 0, 0)))
+    assert (done, total) == (4, 16) and "estimating, slice 2/4" in text

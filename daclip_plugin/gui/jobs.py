@@ -41,6 +41,7 @@ class Run:
     pbar: Any = None
     current: Optional[int] = None  #: the layer being worked on
     last_total: int = 1
+    unit: int = 0  #: network calls per slice, once known
     cancelled: bool = False
     failed: bool = False
 
@@ -64,9 +65,11 @@ class Run:
                 text += f" of {weights.format_size(total)}"
             return done, total or max(done, 1), text
         _, number, event = item
-        if event.stage == "estimate" or not event.steps:  # no measure of the work yet: busy
+        if event.steps and event.stage != "estimate":
+            self.unit = max(event.steps, 1)
+        elif not self.unit:  # no measure of the work yet: busy
             return 0, 0, f"{self.title} {self.jobs[number].name!r}: {event.describe() or 'starting'}"
-        unit = max(event.steps, 1)
+        unit = self.unit  # (between slices, the bar stays where the last one ended)
         before = sum(job.slices for job in self.jobs[:number])
         done = (before + event.slice) * unit + min(event.step, unit)
         text = f"{self.title} {self.jobs[number].name!r}"

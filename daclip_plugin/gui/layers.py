@@ -8,6 +8,7 @@ axis labels, RGB flag and display settings; a later run on the same source updat
 from __future__ import annotations
 
 import copy
+import itertools
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping, Optional
 
@@ -77,6 +78,19 @@ def current_index(viewer, layer) -> tuple[int, ...]:
     return tuple(int(np.clip(np.round(c), 0, n - 1)) for c, n in zip(coords[:lead], data.shape[:lead]))
 
 
+def _check_plane_shown(viewer, layer) -> None:
+    """Refuse "current slice" unless the viewer shows the image plane (the last two axes) in 2D:
+    a stack is restored plane by plane, and another view's slice is not one of those planes."""
+    dims = unwrap(viewer).dims
+    plane = {dims.ndim - 2, dims.ndim - 1}
+    if dims.ndisplay != 2 or set(dims.displayed) != plane:
+        view = "a 3D view" if dims.ndisplay != 2 else f"axes {tuple(dims.displayed)}"
+        raise DaclipError(
+            f"layer {unwrap(layer).name!r}: the current slice is a plane of its last two axes, but the viewer shows "
+            f"{view}: show axes {tuple(sorted(plane))} in 2D, or restore all slices"
+        )
+
+
 @dataclass
 class LayerJob:
     """What a run needs from one layer, read on the main thread before the work starts."""
@@ -127,6 +141,8 @@ def prepare_layer(viewer, layer, slices: str = "all", intensity: str = "contrast
     data, rgb = layer_source(layer)
     shown = current_index(viewer, layer)
     index = shown if slices == "current" and shown else None
+    if index is not None:
+        _check_plane_shown(viewer, layer)
     return LayerJob(layer, data, rgb, index, intensity_range(layer, intensity), shown)
 
 
@@ -136,6 +152,12 @@ def prepare_layer(viewer, layer, slices: str = "all", intensity: str = "contrast
 def result_name(layer) -> str:
     """``"<source name> [restored]"``."""
     return f"{unwrap(layer).name}{RESULT_SUFFIX}"
+
+
+def _free_result_name(viewer, name: str) -> str:
+    """``name``, or ``name (2)``, ``name (3)``, ...: the first that is free or an earlier result."""
+    candidates = (name if number == 1 else f"{name} ({number})" for number in itertools.count(1))
+    return next(n for n in candidates if n not in viewer.layers or METADATA_KEY in viewer.layers[n].metadata)
 
 
 def result_metadata(
@@ -204,7 +226,10 @@ def _contrast_limits(data: np.ndarray, value_range: Optional[tuple[float, float]
 def write_result(
     viewer, source, result: stacks.StackResult, metadata: Mapping, value_range: Optional[tuple[float, float]] = None
 ) -> Image:
-    """Add the restored data as ``"<source> [restored]"``, or update that layer if it exists.
+    """Add the restored data as ``"<source> [restored]"``, or update that layer if it is an earlier result.
+
+    A layer of that name that is not a result of this plugin (the user's own) is never
+    touched: the result is then named ``"<source> [restored] (2)"`` (or the next free number).
 
     The new layer has the source's spatial transform (a single restored slice is placed at
     its slice), units, axis labels, RGB flag and display settings; its contrast limits are
@@ -213,7 +238,7 @@ def write_result(
     viewer, source = unwrap(viewer), unwrap(source)
     if result.data is None:
         raise DaclipError("a classification has no image to write")
-    name = result_name(source)
+    name = _free_result_name(viewer, result_name(source))
     geometry = {
         "scale": source.scale,
         "translate": _translate_for(source, result.offset),

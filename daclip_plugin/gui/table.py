@@ -10,12 +10,23 @@ from qtpy.QtGui import QBrush, QColor, QFont
 from qtpy.QtWidgets import QAbstractItemView, QHeaderView, QSizePolicy
 
 _TOP_COLOUR = QColor(0, 150, 200, 130)
+#: Rows shown at once (the rest scroll), and the longest column title before it is shortened.
+VISIBLE_ROWS, TITLE_CHARS = 6, 15
+
+
+def _short_titles(names: list[str]) -> list[str]:
+    """Column titles: long layer names shortened in the middle (their ends tell them apart), made unique."""
+    half = (TITLE_CHARS - 1) // 2
+    titles = [name if len(name) <= TITLE_CHARS else f"{name[:half]}\u2026{name[-half:]}" for name in names]
+    return [title if titles.count(title) == 1 else f"{title} #{number + 1}" for number, title in enumerate(titles)]
 
 
 class ProbabilityTable(Container):
     """Probabilities by layer, most likely first (for the last layer); each layer's top class highlighted.
 
-    Columns fit their text and scroll sideways when there are many layers.
+    Columns fit their text (long layer names are shortened, in full in their tooltip) and
+    scroll sideways when there are many layers; the most likely rows show, the rest scroll,
+    so that the panel stays short.
     """
 
     def __init__(self) -> None:
@@ -27,9 +38,9 @@ class ProbabilityTable(Container):
         table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         table.setSelectionMode(QAbstractItemView.SelectionMode.NoSelection)
         table.verticalHeader().setDefaultSectionSize(20)
-        table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
-        table.horizontalHeader().setStretchLastSection(True)
-        table.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
+        table.horizontalHeader().setStretchLastSection(False)
+        table.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAsNeeded)
         table.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAsNeeded)
         table.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
         self.visible = False
@@ -49,8 +60,10 @@ class ProbabilityTable(Container):
         last = probabilities[layers[-1]]
         names.sort(key=lambda name: last.get(name, 0.0), reverse=True)
         data = [[f"{100 * probabilities[layer].get(name, 0.0):.1f}%" for layer in layers] for name in names]
-        self._table.value = {"data": data, "index": names, "columns": layers}
+        self._table.value = {"data": data, "index": names, "columns": _short_titles(layers)}
         table = self.table
+        for column, layer in enumerate(layers):
+            table.horizontalHeaderItem(column).setToolTip(layer)
         bold = QFont(table.font())
         bold.setBold(True)
         for column, layer in enumerate(layers):
@@ -65,7 +78,9 @@ class ProbabilityTable(Container):
                     item.setBackground(QBrush(_TOP_COLOUR))
                     item.setFont(bold)
         table.resizeColumnsToContents()
+        for column in range(len(layers)):  # room for the bold top value, which the fit does not measure
+            table.setColumnWidth(column, table.columnWidth(column) + 12)
         scrollbar = table.horizontalScrollBar().sizeHint().height()
-        height = table.horizontalHeader().height() + sum(table.rowHeight(r) for r in range(len(names)))
+        height = table.horizontalHeader().height() + sum(table.rowHeight(r) for r in range(min(len(names), VISIBLE_ROWS)))
         table.setFixedHeight(height + 2 * table.frameWidth() + scrollbar + 2)
         self.visible = True

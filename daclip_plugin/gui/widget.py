@@ -282,6 +282,8 @@ class DaclipWidget(Container):
             reason = "" if key in accepted else f" (not used by restorer {self._restorer.value!r} with these settings)"
             control.tooltip = TOOLTIPS[key] + reason
         model = self._model.value
+        if model is not None and "model" in accepted:  # the whole entry, which a narrow panel cuts
+            self._model.tooltip = f"{TOOLTIPS['model']}: {self._model.current_choice}"
         self._download.enabled = not running and "model" in accepted and model is not None and not model_ready(model)
         has_layers = bool(self._layers.value)
         stacked = any(is_stack(layer) for layer in self._layers.value)
@@ -399,11 +401,12 @@ class DaclipWidget(Container):
         run = self._run
         if self._closed or run is None:
             return
-        if item[0] != "bytes":
-            run.current = item[1]
-        if item[0] == "done":
+        if item[0] == "done":  # that layer is finished: the next one is being worked on
+            run.current = min(item[1] + 1, len(run.jobs) - 1)
             self._on_job_done(run, item[1], item[2])
             return
+        if item[0] != "bytes":
+            run.current = item[1]
         done, total, _ = run.describe(item)
         if total:
             run.last_total = max(int(total), 1)
@@ -455,7 +458,7 @@ class DaclipWidget(Container):
         action = {Task.RESTORE: "restore", Task.CLASSIFY: "classification"}.get(run.task, "download")
         where = f" on layer {run.jobs[run.current].name!r}" if run.jobs and run.current is not None else ""
         reason = str(exc) if isinstance(exc, DaclipError) else f"{type(exc).__name__}: {exc}"
-        self._status.value = f"{run.title} failed: {reason}"
+        self._status.value = f"{run.title} failed{where}: {reason}"
         show_error(f"DA-CLIP: {action} failed{where}: {reason}")
 
     def _on_aborted(self) -> None:
