@@ -43,6 +43,8 @@ class Picture:
 
     data: np.ndarray
     frames: int = 1
+    #: grey with alpha in the file (``data`` holds it as RGBA): see :func:`gray_alpha`
+    gray_alpha: bool = False
 
     @property
     def stack(self) -> bool:
@@ -74,18 +76,29 @@ def read_picture(path, *, max_pixels: Optional[int] = None) -> Picture:
             return _read_tiff(path, max_pixels)
         with Image.open(path) as image:
             _check_pixels(path, image.height, image.width, max_pixels)
+            gray_alpha = image.mode in ("LA", "La")
             if image.format == "PNG" and _png_bit_depth(path) == 16 and image.mode not in ("I", "I;16", "I;16B"):
-                return Picture(_read_png16(path))
+                data, planes = _read_png16(path)
+                return Picture(data, gray_alpha=planes == 2)
             frames = [_pixels(ImageOps.exif_transpose(frame)) for frame in ImageSequence.Iterator(image)]
     except DaclipError:
         raise
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError) as exc:
         raise InvalidImageError(f"cannot read {path} as an image: {exc}") from None
     if len(frames) == 1:
-        return Picture(frames[0])
+        return Picture(frames[0], gray_alpha=gray_alpha)
     if len({(f.shape, f.dtype) for f in frames}) > 1:
         raise InvalidImageError(f"the {len(frames)} frames of {path} differ in size or kind")
-    return Picture(np.stack(frames), len(frames))
+    return Picture(np.stack(frames), len(frames), gray_alpha)
+
+
+def gray_alpha(rgba: np.ndarray) -> np.ndarray:
+    """A restored RGBA image of a grey-with-alpha file as grey and alpha again (grey: the mean of R, G, B,
+    as for grey images)."""
+    grey = rgba[..., :3].mean(axis=-1, dtype=np.float64)
+    if rgba.dtype.kind in "ui":
+        grey = np.rint(grey)
+    return np.stack([grey.astype(rgba.dtype), rgba[..., 3]], axis=-1)
 
 
 @dataclass(frozen=True)
@@ -122,7 +135,9 @@ def probe(path, *, max_pixels: Optional[int] = None) -> Header:
             bands = len(image.getbands())
             transparent = image.mode in ("P", "PA") and ("transparency" in image.info or image.mode == "PA")
             channels = (
-                4
+                2
+                if image.mode in ("LA", "La") or (sixteen and _png_planes(path) == 2)
+                else 4
                 if transparent or (bands in (2, 4) and "A" in image.getbands())
                 else 1
                 if bands == 1 and image.mode != "P"
@@ -161,7 +176,15 @@ def _png_bit_depth(path: Path) -> int:
     return header[24] if len(header) == 26 and header[12:16] == b"IHDR" else 8
 
 
-def _read_png16(path: Path) -> np.ndarray:
+def _png_planes(path: Path) -> int:
+    """Samples per pixel of a PNG, from its header (colour type)."""
+    with open(path, "rb") as handle:
+        header = handle.read(26)
+    return {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}.get(header[25], 3) if len(header) == 26 else 3
+
+
+def _read_png16(path: Path) -> tuple[np.ndarray, int]:
+    """A 16-bit PNG's pixels (grey and alpha as RGBA) and its samples per pixel."""
     import png
 
     width, height, rows, info = png.Reader(filename=str(path)).asDirect()
@@ -169,7 +192,7 @@ def _read_png16(path: Path) -> np.ndarray:
     data = np.vstack([np.asarray(row, dtype=np.uint16) for row in rows]).reshape(height, width, planes)
     if planes == 2:  # gray and alpha: as RGBA
         data = np.concatenate([np.repeat(data[..., :1], 3, axis=-1), data[..., 1:]], axis=-1)
-    return data[..., 0] if planes == 1 else data
+    return (data[..., 0] if planes == 1 else data), planes
 
 
 def _tiff_shape(path: Path, series) -> tuple[tuple[int, ...], int]:
@@ -226,7 +249,7 @@ def format_problem(suffix: str, dtype: np.dtype, channels: int, frames: int) -> 
         and (
             (suffix == ".png" and dtype in (np.uint8, np.uint16))
             or (suffix in (".jpg", ".jpeg") and dtype == np.uint8 and channels in (1, 3))
-            or (suffix == ".bmp" and dtype == np.uint8)
+            or (suffix == ".bmp" and dtype == np.uint8 and channels in (1, 3, 4))
             or (suffix == ".webp" and dtype == np.uint8 and channels in (3, 4))
         )
     )
@@ -270,7 +293,7 @@ def _encode(stream, suffix: str, data: np.ndarray, frames: int) -> None:
     if suffix == ".png" and data.dtype.itemsize == 2 and data.ndim == 3:  # 16-bit colour: Pillow cannot
         import png
 
-        mode = {3: "RGB;16", 4: "RGBA;16"}[data.shape[-1]]
+        mode = {2: "LA;16", 3: "RGB;16", 4: "RGBA;16"}[data.shape[-1]]
         png.from_array(data.astype(">u2").reshape(data.shape[0], -1), mode).write(stream)
         return
     image = Image.fromarray(np.ascontiguousarray(data.astype(data.dtype.newbyteorder("="))))

@@ -85,3 +85,21 @@ def test_samples_never_replace_a_different_file(tmp_path, capsys):
     assert cli.main(["samples", str(tmp_path), "--overwrite"]) == 0
     assert mine.read_bytes() == samples.sample_paths()["noisy"].read_bytes()
     assert cli.main(["samples", str(tmp_path)]) == 0  # the same files again: nothing to refuse
+
+
+def test_grey_with_alpha_stays_grey_with_alpha(folder):
+    import png
+
+    rng = np.random.default_rng(0)
+    la8 = np.stack([rng.integers(0, 256, (16, 16)), np.full((16, 16), 128)], -1).astype(np.uint8)
+    Image.fromarray(la8, "LA").save(folder / "la8.png")
+    la16 = np.stack([rng.integers(0, 65536, (16, 16)), np.full((16, 16), 30000)], -1).astype(np.uint16)
+    png.from_array(la16.reshape(16, -1), "LA;16").save(str(folder / "la16.png"))
+    assert cli.main(["restore", "photos/la8.png", "photos/la16.png", "-o", "out/", *INVERT, "--side-by-side"]) == 0
+    restored = Image.open(folder.parent / "out" / "la8_restored.png")
+    assert restored.mode == "LA"
+    np.testing.assert_array_equal(np.asarray(restored), np.stack([255 - la8[..., 0], la8[..., 1]], -1))
+    width, height, rows, info = png.Reader(filename=str(folder.parent / "out" / "la16_restored.png")).asDirect()
+    assert info["planes"] == 2 and info["bitdepth"] == 16
+    pixels = np.vstack([np.asarray(row, np.uint16) for row in rows]).reshape(16, 16, 2)
+    np.testing.assert_array_equal(pixels, np.stack([65535 - la16[..., 0], la16[..., 1]], -1))
