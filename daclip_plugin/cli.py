@@ -300,7 +300,7 @@ def cmd_make_benchmark(args: argparse.Namespace) -> int:
             bar.update(done - bar.n)
 
         description = evaluation.make_benchmark(
-            args.root, seed=args.seed, per_type=args.per_type, size=args.size, progress=progress
+            args.root, seed=args.seed, per_type=args.per_type, size=args.size, progress=progress, overwrite=args.overwrite
         )
     count = description["per_type"] * len(description["degradations"])
     print(
@@ -316,6 +316,12 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     restorer = args.restorer or api.preferred_restorer(given(args).get("model"))
     classifier = None if (args.classifier or "").lower() == "none" else args.classifier or evaluation.AUTO
+    if args.json:  # refused now rather than after the whole evaluation
+        from .outputs import check_writable
+
+        if Path(args.json).is_dir():
+            raise OutputError(f"--json {args.json} is a folder: name a file for the report")
+        check_writable(Path(args.json))
     report = evaluation.evaluate(
         args.root,
         restorer=restorer,
@@ -415,6 +421,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--seed", type=int, required=True, help="random seed: same seed, same files")
     bench.add_argument("--per-type", type=int, default=20, metavar="N", help="images per degradation (default 20)")
     bench.add_argument("--size", type=int, default=256, metavar="PX", help="crop size in pixels (default 256)")
+    bench.add_argument("--overwrite", action="store_true", help="replace a benchmark already in ROOT")
     bench.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     bench.set_defaults(run=cmd_make_benchmark)
     evaluate = commands.add_parser("evaluate", help=_summary(cmd_evaluate))

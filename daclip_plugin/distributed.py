@@ -22,7 +22,7 @@ from typing import Any, Callable, Iterator, Optional, Sequence, Union
 
 import numpy as np
 
-from . import api, batch, imagefiles, imaging, outputs, persist
+from . import api, batch, imagefiles, imaging, outputs, persist, stacks
 from .batch import FileResult
 from .engine.devices import available_memory
 from .errors import DaclipError, InvalidImageError, InvalidOptionError
@@ -220,12 +220,16 @@ def restore_array(
             f"restore_array needs a stack: at least {spatial + 1} axes ({'slices, H, W, 3' if rgb else 'slices, H, W'}); "
             f"got shape {data.shape} (use daclip_plugin.restore for one image)"
         )
-    if data.size == 0:
-        raise InvalidImageError(f"the stack is empty (shape {data.shape})")
+    stacks.check_stack(data, rgb)
+    height, width = data.shape[data.ndim - spatial:][:2]
+    if not rgb and data.shape[-1] in (3, 4) and min(height, width) < imaging.MIN_SIDE:
+        raise InvalidImageError(f"slices of shape {data.shape[-2:]} look like colour pixels: pass rgb=True")
     restorer = restorer or api.preferred_restorer(options.get("model"))
     options = dict(options_of(api.get_restorer(restorer)).check(f"restorer {restorer!r}", options))
     if value_range is None:
         low, high = da.compute(data.min(), data.max())
+        if data.dtype.kind == "f" and not (np.isfinite(low) and np.isfinite(high)):
+            raise InvalidImageError("the stack has NaN or infinite values; replace them first")
         value_range = imaging.value_range_of(np.array([low, high], dtype=data.dtype))
     options["value_range"] = imaging.check_value_range(value_range)
     leading = data.ndim - spatial

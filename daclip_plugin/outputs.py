@@ -97,10 +97,11 @@ def _check(outputs: list[Output], overwrite: bool) -> None:
             claimed[real] = item.source
             if path.exists() and not overwrite:
                 raise OutputError(f"{path} already exists: use --overwrite to replace it, or choose another output")
-            _check_writable(path)
+            check_writable(path)
 
 
-def _check_writable(path: Path) -> None:
+def check_writable(path: Path) -> None:
+    """Refuse ``path`` unless a file may be created there (its nearest existing folder is writable)."""
     folder = path.parent
     while not folder.exists():  # the nearest existing folder must allow creating the rest
         folder = folder.parent

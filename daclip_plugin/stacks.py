@@ -32,7 +32,7 @@ from typing import Any, Callable, Generator, Iterable, Mapping, Optional
 
 import numpy as np
 
-from . import api
+from . import api, imaging
 from .errors import Cancelled, DaclipError, InvalidImageError
 from .interfaces import Estimate
 from .options import of as options_of
@@ -192,15 +192,28 @@ def mean_probabilities(scores: Iterable[Mapping[str, float]]) -> dict[str, float
 CONDITIONING = ("each", "current", "mean")
 
 
-def _check_finite(data, indices: list[Index], should_stop: StopFlag) -> None:
-    """Refuse NaN or infinite values before any work, naming the slice (float data only)."""
-    if np.dtype(_shape_and_dtype(data)[1]).kind != "f":
-        return
+def _scan(data, indices: list[Index], should_stop: StopFlag, value_range) -> Optional[tuple[float, float]]:
+    """Read the visited slices once before any work: refuse NaN or infinite values (naming the
+    slice), and return the intensity range of them all when none was given and the dtype has
+    no full range of its own (so that every slice is mapped alike), else ``value_range``."""
+    dtype = np.dtype(_shape_and_dtype(data)[1])
+    if value_range is not None:
+        value_range = imaging.check_value_range(value_range)
+    own_range = value_range is None and dtype.newbyteorder("=") not in (np.dtype(np.uint8), np.dtype(np.uint16))
+    if dtype.kind != "f" and not own_range:
+        return value_range
+    low, high = np.inf, -np.inf
     for idx in indices:
         _check_stop(should_stop)
-        if not np.isfinite(np.asarray(data[idx])).all():
+        image = np.asarray(data[idx])
+        if dtype.kind == "f" and not np.isfinite(image).all():
             where = f"slice {idx}" if idx else "the image"
             raise InvalidImageError(f"{where} has NaN or infinite values; replace them first")
+        if own_range:
+            low, high = min(low, float(image.min())), max(high, float(image.max()))
+    if not own_range:
+        return value_range
+    return imaging.value_range_of(np.array([low, high], dtype=dtype))
 
 
 @dataclass
@@ -222,7 +235,7 @@ class _Restoration:
     out: np.ndarray
 
     def run(self) -> StackWork:
-        _check_finite(self.data, self.indices, self.should_stop)
+        self.value_range = _scan(self.data, self.indices, self.should_stop, self.value_range)
         shared = (yield from self._shared_estimate()) if self.steered else None
         probabilities: dict[Index, dict[str, float]] = {}
         for number, idx in enumerate(self.indices):
@@ -280,7 +293,7 @@ class _Restoration:
 
 
 def _iter_classify(data, classifier, indices, offset, options, should_stop, value_range) -> StackWork:
-    _check_finite(data, indices, should_stop)
+    value_range = _scan(data, indices, should_stop, value_range)
     probabilities: dict[Index, dict[str, float]] = {}
     total = len(indices)
     for number, idx in enumerate(indices):
@@ -370,6 +383,8 @@ def iter_restore_stack(
     """
     restorer = restorer or api.preferred_restorer(options.get("model"))
     check_stack(data, rgb)
+    if value_range is not None:
+        imaging.check_value_range(value_range)
     if conditioning not in CONDITIONING:
         raise DaclipError(f"conditioning must be one of {', '.join(CONDITIONING)}; got {conditioning!r}")
     component = api.get_restorer(restorer)  # an unknown name fails before any work
@@ -402,6 +417,9 @@ def iter_classify_stack(
     The arguments are checked at once, before any work.
     """
     check_stack(data, rgb)
-    api.get_classifier(classifier)
+    if value_range is not None:
+        imaging.check_value_range(value_range)
+    component = api.get_classifier(classifier)
+    options = dict(options_of(component).check(f"classifier {classifier!r}", options))
     indices, offset, _ = _plan(_shape_and_dtype(data)[0], rgb, index)
     return _iter_classify(data, classifier, indices, offset, options, should_stop, value_range)

@@ -66,7 +66,7 @@ CASES = [
     (["make-benchmark", "bench", "--seed", "1", "--size", "100000"], 2, "size <= 4096"),
     (["download", "nope"], 2, "unknown model 'nope'"),
     (["verify", "nope"], 2, "unknown model 'nope'"),
-    (["evaluate", "missing-folder", "--restorer", "invert", "-q"], 1, "missing-folder"),
+    (["evaluate", "missing-folder", "--restorer", "invert", "-q"], 2, "missing-folder"),
     (["train", "daclip", "--out", "resume", "--resume", "--steps", "1"], 1, "cannot resume from resume/daclip_state.pt"),
 ]
 

@@ -134,6 +134,13 @@ def test_restore_array_of_floats_uses_one_range_for_the_whole_stack():
         distributed.restore_array(stack[0], **TINY)
     with pytest.raises(InvalidImageError, match="empty"):
         distributed.restore_array(np.zeros((0, 16, 16)), **TINY)
+    with pytest.raises(InvalidImageError, match="look like colour pixels: pass rgb=True"):
+        distributed.restore_array(np.zeros((2, 16, 16, 3), np.uint8), **TINY)
+    with pytest.raises(InvalidImageError, match="complex data"):
+        distributed.restore_array(np.zeros((2, 16, 16), np.complex64), **TINY)
+    stack[1, 3, 3] = np.nan
+    with pytest.raises(InvalidImageError, match="NaN or infinite values"):
+        distributed.restore_array(stack, **TINY)
 
 
 def test_cli_workers(tmp_path, capsys):

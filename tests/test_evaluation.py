@@ -197,10 +197,34 @@ def test_cli_make_benchmark_and_evaluate(tmp_path, install_plugin, fresh_plugins
 
 
 def test_cli_evaluate_errors(tmp_path, capsys):
-    assert cli.main(["evaluate", str(tmp_path / "nowhere"), "--restorer", "daclip-direct", "-q"]) == 1
+    assert cli.main(["evaluate", str(tmp_path / "nowhere"), "--restorer", "daclip-direct", "-q"]) == 2
     assert "does not exist" in capsys.readouterr().err
-    assert cli.main(["evaluate", str(tmp_path), "--restorer", "no-such-restorer", "-q"]) == 1
+    assert cli.main(["evaluate", str(tmp_path), "--restorer", "no-such-restorer", "-q"]) == 2
     assert "daclip: error:" in capsys.readouterr().err
+    assert cli.main(["evaluate", str(tmp_path), "--limit", "0", "-q"]) == 2
+    assert cli.main(["evaluate", str(tmp_path), "--json", str(tmp_path), "-q"]) == 2  # refused before any work
+    assert "is a folder: name a file for the report" in capsys.readouterr().err
+
+
+def test_a_benchmark_is_never_mixed_into_an_earlier_one(tmp_path, capsys):
+    root = tmp_path / "bench"
+    evaluation.make_benchmark(root, seed=1, per_type=2, size=16, degradations=["noisy"])
+    (root / "notes.txt").write_text("mine")
+    assert cli.main(["make-benchmark", str(root), "--seed", "2", "--per-type", "1", "--size", "16", "-q"]) == 2
+    assert "already holds a benchmark (5 files): use --overwrite" in capsys.readouterr().err
+    assert cli.main(["make-benchmark", str(root), "--seed", "2", "--per-type", "1", "--size", "16", "-q", "--overwrite"]) == 0
+    assert sorted(p.name for p in (root / "noisy" / "LQ").iterdir()) == ["0000.png"]
+    assert json.loads((root / "benchmark.json").read_text())["seed"] == 2 and (root / "notes.txt").read_text() == "mine"
+    assert cli.main(["make-benchmark", str(tmp_path / "b2"), "--seed", "-1", "-q"]) == 2
+    assert "seed must be a non-negative integer" in capsys.readouterr().err
+
+
+def test_python_evaluate_runs_the_models_preferred_restorer(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    root = tmp_path / "bench"
+    evaluation.make_benchmark(root, seed=0, per_type=1, size=32, degradations=["hazy"])
+    report = evaluation.evaluate(root, classifier=None, options={"model": "tiny", "device": "cpu"}, progress=False)
+    assert report["restorer"] == "daclip-direct"
 
 
 def test_cli_evaluate_the_embedded_direct_restorer(tmp_path, capsys, monkeypatch):

@@ -42,7 +42,7 @@ ALLOWED = {
     "data": {"errors", "nn", "imagefiles"},
     "weights": {"errors", "nn", "plugins", "interfaces", "persist"},
     "engine": {"errors", "interfaces", "steps", "options", "imaging", "nn", "weights"},
-    "evaluation": {"errors", "imaging", "imagefiles", "api", "options", "data", "persist"},
+    "evaluation": {"errors", "imaging", "imagefiles", "api", "options", "data", "persist", "outputs"},
     "training": {"errors", "imaging", "nn", "data", "weights", "engine", "evaluation", "models", "persist"},
 }
 NEVER = {"training", "gui"}  # nothing outside them imports these (the CLI may start training)

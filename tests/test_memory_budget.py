@@ -20,7 +20,7 @@ def test_sizes_are_read_in_mib_by_default(text, mib):
     assert devices.parse_size(text) == mib * 2**20
 
 
-@pytest.mark.parametrize("text", ["", "lots", "-5", "2X", "1.5.5G"])
+@pytest.mark.parametrize("text", ["", "lots", "-5", "2X", "1.5.5G", "0", "100k"])
 def test_bad_sizes_are_refused_naming_the_variable(text):
     with pytest.raises(InvalidOptionError, match="DACLIP_MEMORY_BUDGET"):
         devices.parse_size(text)

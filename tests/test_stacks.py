@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from daclip_plugin import Step, api, stacks
-from daclip_plugin.errors import Cancelled, DaclipError, PluginError, UnknownNameError
+from daclip_plugin.errors import Cancelled, DaclipError, InvalidOptionError, PluginError, UnknownNameError
 
 #: A plugin with fake restorers and a classifier, installed through a real entry point.
 FAKE_PLUGIN = """
@@ -358,3 +358,21 @@ def test_a_restorer_not_derived_from_restorer_is_not_steered(monkeypatch):
 
     monkeypatch.setattr(api, "get_restorer", lambda name: Plain())
     assert not api.steers_itself("plain")
+
+
+def test_a_float_stack_is_mapped_by_one_range_for_all_slices(fake):
+    frame = np.linspace(5, 105, 64, dtype=np.float32).reshape(8, 8)
+    stack = np.stack([frame, frame * 0.1])  # the second slice is dim, not another image
+    result = stacks.restore_stack(stack, "steps", steps=1)
+    low, high = 0.5, 105.0
+    np.testing.assert_allclose(result.data, low + high - stack, rtol=1e-5)  # inverted within the stack's range
+
+
+def test_generators_check_their_arguments_when_made(fake):
+    stack = np.zeros((2, 8, 8), np.float32)
+    with pytest.raises(InvalidOptionError, match="value_range"):
+        stacks.iter_restore_stack(stack, "steps", value_range=(5, 1))
+    with pytest.raises(InvalidOptionError, match="value_range"):
+        stacks.iter_classify_stack(stack, "steps", value_range=(5, 1))
+    with pytest.raises(UnknownNameError, match="does not take option\\(s\\) seed"):
+        stacks.iter_classify_stack(stack, "steps", seed=3)

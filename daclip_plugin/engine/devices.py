@@ -108,7 +108,10 @@ def parse_size(text: str) -> int:
     if match is None:
         raise InvalidOptionError(f"{ENV_MEMORY_BUDGET} must be a size such as 1500, 1500M or 2G (MiB by default); got {text!r}")
     number, unit = float(match.group(1)), match.group(2) or "m"
-    return int(number * 2 ** {"k": 10, "m": 20, "g": 30, "t": 40}[unit])
+    size = int(number * 2 ** {"k": 10, "m": 20, "g": 30, "t": 40}[unit])
+    if size < 2**20:
+        raise InvalidOptionError(f"{ENV_MEMORY_BUDGET} must be at least 1 MiB (as memory_budget >= 1); got {text!r}")
+    return size
 
 
 def available_memory() -> int:

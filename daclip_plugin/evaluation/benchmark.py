@@ -10,7 +10,7 @@ from typing import Callable, Optional, Sequence, Union
 
 import numpy as np
 
-from ..errors import DaclipError, InvalidOptionError
+from ..errors import DaclipError, InvalidImageError, InvalidOptionError, OutputError
 
 PathLike = Union[str, "os.PathLike[str]"]
 LQ, GT = "LQ", "GT"
@@ -24,7 +24,7 @@ MAX_SIZE = 4096
 MAX_PER_TYPE = 10_000
 
 
-class BenchmarkLayoutError(DaclipError):
+class BenchmarkLayoutError(InvalidImageError):
     """The benchmark folder does not have the ``<degradation>/LQ``, ``<degradation>/GT`` layout."""
 
 
@@ -43,6 +43,26 @@ def _crop(images: Sequence[np.ndarray], size: int, rng: np.random.Generator) -> 
     return np.rint(np.ascontiguousarray(crop) * 255).astype(np.float32) / 255
 
 
+def _clear_earlier(root: Path, overwrite: bool) -> None:
+    """Refuse to mix a new benchmark into an earlier one at ``root``; with ``overwrite``, remove the earlier one's files."""
+    from ..data import degradations as deg
+    from ..outputs import check_writable
+
+    if root.exists() and not root.is_dir():
+        raise OutputError(f"{root} is a file: give a folder for the benchmark")
+    check_writable(root / MANIFEST)
+    earlier = [root / MANIFEST] if (root / MANIFEST).exists() else []
+    for name in deg.DEGRADATIONS:
+        for kind in (GT, LQ):
+            earlier += [path for path in (root / name / kind).glob("[0-9][0-9][0-9][0-9].png") if path.is_file()]
+    if earlier and not overwrite:
+        raise OutputError(
+            f"{root} already holds a benchmark ({len(earlier)} files): use --overwrite to replace it, or choose another folder"
+        )
+    for path in earlier:
+        path.unlink()
+
+
 def make_benchmark(
     root: PathLike,
     *,
@@ -51,8 +71,13 @@ def make_benchmark(
     size: int = 256,
     degradations: Optional[Sequence[str]] = None,
     progress: Optional[Callable[[int, int], None]] = None,
+    overwrite: bool = False,
 ) -> dict:
     """Write a benchmark in the official layout into ``root``; return its description.
+
+    A folder that already holds a benchmark (or any of its pairs) is refused unless
+    ``overwrite``, which first removes the pairs and description an earlier run wrote (and
+    nothing else), so that two runs are never mixed.
 
     For each degradation type (default: all 10), ``per_type`` random ``size`` x ``size``
     crops of the held-out photographs (random image, position and horizontal/vertical
@@ -72,7 +97,10 @@ def make_benchmark(
     unknown = [name for name in names if name not in deg.DEGRADATIONS]
     if unknown:
         raise DaclipError(f"unknown degradation(s) {', '.join(unknown)}; valid: {', '.join(deg.DEGRADATIONS)}")
+    if int(seed) < 0:
+        raise InvalidOptionError(f"seed must be a non-negative integer, got {seed}")
     root = Path(root)
+    _clear_earlier(root, overwrite)
     images = list(sources.clean_images("eval").values())
     total, done = len(names) * per_type, 0
     for name in names:
@@ -123,7 +151,7 @@ def find_pairs(root: PathLike, limit: Optional[int] = None) -> dict[str, list[tu
     if not root.is_dir():
         raise BenchmarkLayoutError(f"benchmark folder {root} does not exist ({expected})")
     if limit is not None and limit < 1:
-        raise DaclipError(f"limit must be at least 1, got {limit}")
+        raise InvalidOptionError(f"limit must be at least 1, got {limit}")
     from ..data.degradations import DEGRADATIONS
 
     order = lambda p: (DEGRADATIONS.index(p.name) if p.name in DEGRADATIONS else len(DEGRADATIONS), p.name)  # noqa: E731

@@ -60,14 +60,15 @@ def _estimate_serves(restorer: str, classifier: Optional[str], restore_options: 
 def evaluate(
     root: PathLike,
     *,
-    restorer: str = "daclip",
+    restorer: Optional[str] = None,
     classifier: Optional[str] = AUTO,
     options: Optional[Mapping[str, Any]] = None,
     limit: Optional[int] = None,
     progress: bool = True,
     should_stop: Optional[Callable[[], bool]] = None,
 ) -> dict:
-    """Evaluate ``restorer`` (and ``classifier``, unless ``None``) on the benchmark at ``root``.
+    """Evaluate ``restorer`` (default: the ``model`` option's preferred one) and ``classifier``
+    (unless ``None``) on the benchmark at ``root``.
 
     ``classifier`` defaults to the one that goes with the restorer
     (:func:`daclip_plugin.api.classifier_for`); when the restorer steers itself with that
@@ -87,6 +88,7 @@ def evaluate(
     from ..errors import Cancelled, InvalidImageError
 
     options = dict(options or {})
+    restorer = restorer or api.preferred_restorer(options.get("model"))
     pairs = find_pairs(root, limit)
     classifier = api.classifier_for(restorer) if classifier == AUTO else classifier
     restore_options, classify_options = api.split_options(options, restorer, classifier)
