@@ -6,6 +6,7 @@ import argparse
 import signal
 import sys
 import threading
+import warnings
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -67,18 +68,31 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 def cmd_download(args: argparse.Namespace) -> int:
     """Download a model's weights into the Hugging Face cache (or into --dir)."""
+    from tqdm import tqdm
+
     from . import weights
 
     spec = weights.get_model(args.name)
     where = args.dir if args.dir is not None else f"the Hugging Face cache ({weights.hub_cache_dir()})"
     print(f"Downloading model {spec.name!r} into {where}{'' if args.force else ' if needed'}...", flush=True)
-    resolved = weights.download(spec, dir=args.dir, force=args.force)
+    bars = []  # one, made when the first bytes come (nothing to show for files already here)
+
+    def progress(done: int, total: int) -> None:
+        if not bars:
+            bars.append(tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, desc="downloading"))
+        bars[0].update(done - bars[0].n)
+
+    try:
+        resolved = weights.download(spec, dir=args.dir, force=args.force, progress=progress)
+    finally:
+        for bar in bars:
+            bar.close()
     width = max(len(weights.ROLE_LABELS[role]) for role, _ in spec.files)
     for role, _file in spec.files:
         source = resolved.sources.get(role, "")
         note = "downloaded" if source == weights.SOURCE_DOWNLOADED else f"already here ({source})"
         print(f"  {weights.ROLE_LABELS[role]:<{width}}  {resolved.path(role)}  {note}")
-    if args.dir is not None:
+    if args.dir is not None and any(not file.embedded for _, file in spec.files):
         print(f"Use these files with: {weights.ENV_WEIGHTS_DIR}={args.dir}")
     print(f"Model {spec.name!r} is ready.")
     return 0
@@ -97,9 +111,9 @@ def cmd_verify(args: argparse.Namespace) -> int:
         for check in checks:
             where = f"  {check.path}" if check.path is not None else ""
             print(f"  {check.label:<16} {check.state:<10} {check.detail}{where}")
-        if any(check.state == "corrupt" for check in checks):
+        for repair in dict.fromkeys(check.repair for check in checks if check.state == "corrupt"):
             corrupt = True
-            print(f"  repair: daclip download {spec.name} --force")
+            print(f"  repair: {repair}")
     return 1 if corrupt else 0
 
 
@@ -446,6 +460,10 @@ class Terminated(BaseException):
     """SIGTERM arrived: unwinds like Ctrl-C, so half-written files are removed."""
 
 
+def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    print(f"daclip: warning: {' '.join(str(message).split())}", file=sys.stderr)
+
+
 def _terminate(signum, frame) -> None:
     raise Terminated()
 
@@ -462,7 +480,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if getattr(args, "run", None) is None:
             parser.print_help()
             return EXIT_USAGE
-        return args.run(args)
+        with warnings.catch_warnings():
+            if not debug:
+                warnings.showwarning = _one_line_warning
+            return args.run(args)
     except DaclipError as exc:
         if debug:
             raise

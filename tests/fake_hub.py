@@ -82,6 +82,7 @@ class FakeHub:
         self.corrupt: set[str] = set()  # bodies with one byte flipped (same length)
         self.status: dict[str, int] = {}  # an HTTP error status for the GET
         self.stall = 0.0  # seconds to wait before sending a body
+        self.oversend: dict[str, int] = {}  # bytes sent beyond the file (the GET then has no Content-Length)
         self.requests: list[tuple[str, str, str | None]] = []
         self.lock = threading.Lock()
         hub = self
@@ -152,7 +153,8 @@ class FakeHub:
         real = self.files[(match.group(1), name)]
         handler.send_header("ETag", '"' + self.etags.get(name, hashlib.sha256(real).hexdigest()) + '"')
         handler.send_header("Accept-Ranges", "bytes")
-        handler.send_header("Content-Length", str(len(data) - start))
+        if not (body and name in self.oversend):
+            handler.send_header("Content-Length", str(len(data) - start))
         handler.send_header("Content-Type", "application/octet-stream")
         handler.end_headers()
         if not body:
@@ -164,7 +166,7 @@ class FakeHub:
             if self.cuts > 0 and self.cut_after is not None:
                 self.cuts -= 1
                 end = max(start, min(end, self.cut_after))
-        handler.wfile.write(data[start:end])
+        handler.wfile.write(data[start:end] + b"\0" * self.oversend.get(name, 0))
         handler.wfile.flush()
         handler.close_connection = True
 

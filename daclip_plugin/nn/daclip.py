@@ -89,6 +89,11 @@ class DaCLIP(nn.Module):
         self._text_source: Optional[Callable[[], "DaCLIP"]] = None
 
     @property
+    def embed_dim(self) -> int:
+        """Width of its image and degradation features (what a UNet's context must take)."""
+        return int(self.clip.visual.output_dim)
+
+    @property
     def image_size(self) -> int:
         """Side of the square image the image towers expect."""
         return self.clip.visual.image_size[0]

@@ -364,6 +364,7 @@ class ConditionalUNet(nn.Module):
         if scale not in (1, 0.5):
             raise ValueError(f"scale must be 1 or 0.5, got {scale!r}")
         context_dim = context_dim or 0
+        self.context_dim = context_dim  #: the DA-CLIP feature width it is conditioned on (0: none)
         self.depth = len(ch_mult)
         self.scale = scale
         self.use_degra_context = use_degra_context and context_dim > 0

@@ -12,6 +12,7 @@ fails leaves no partial file. Files land in the Hugging Face cache's own layout
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import shutil
@@ -21,7 +22,7 @@ from pathlib import Path
 from typing import Callable, Optional, Sequence, Union
 
 from .. import plugins
-from ..errors import Cancelled, DaclipError, DownloadError
+from ..errors import Cancelled, DaclipError, DownloadError, OutputError
 from .integrity import HUB_HASH, hub_hash_matches, sha256_file
 from .locate import _find, _not_found, _resolved, hub_cache_dir, offline_hint
 from .registry import (
@@ -35,6 +36,7 @@ from .registry import (
     ResolvedModel,
     StopCallback,
     WeightFile,
+    format_size,
     get_model,
 )
 
@@ -69,6 +71,8 @@ def download(
     sources: dict[str, str] = {}
     todo: list[tuple[str, WeightFile]] = []
     folder = Path(dir).expanduser() if dir is not None else None
+    if folder is not None:
+        _check_folder(folder)
     for role, file in spec.files:
         if file.embedded:
             lookup = _find(file, None, cache_dir)
@@ -150,7 +154,7 @@ def _download_error(spec: ModelSpec, role: str, file: WeightFile, endpoint: Opti
         reason = f"{type(exc).__name__}: {exc}"
     return DownloadError(
         f"could not download the {ROLE_LABELS[role]} file {file.filename!r} of model {spec.name!r} "
-        f"from {url}: {reason}.\n{retry} {offline_hint()}"
+        f"from {url}: {reason}. {retry} {offline_hint()}".strip()
     )
 
 
@@ -167,7 +171,7 @@ class _Remote:
     url: str
     etag: str
     commit: str
-    size: Optional[int]
+    size: int  #: announced (or pinned): no more is ever written
 
 
 def _metadata(spec: ModelSpec, role: str, file: WeightFile, endpoint: Optional[str]) -> _Remote:
@@ -180,8 +184,8 @@ def _metadata(spec: ModelSpec, role: str, file: WeightFile, endpoint: Optional[s
     except Exception as exc:
         raise _download_error(spec, role, file, endpoint, exc) from exc
     etag, commit = (meta.etag or "").lower(), (meta.commit_hash or "").lower()
-    size = meta.size if isinstance(meta.size, int) and meta.size >= 0 else None
-    if not HUB_HASH.fullmatch(etag) or not COMMIT.fullmatch(commit) or (file.size is not None and size not in (None, file.size)):
+    size = meta.size if isinstance(meta.size, int) and meta.size >= 0 else file.size
+    if not HUB_HASH.fullmatch(etag) or not COMMIT.fullmatch(commit) or size is None or size != (file.size or size):
         raise DownloadError(
             f"refusing the {ROLE_LABELS[role]} file {file.filename!r} of model {spec.name!r}: the answer of "
             f"{hub_endpoint(endpoint)} is not that of a Hugging Face Hub (ETag {meta.etag!r}, commit "
@@ -207,8 +211,10 @@ def _transfer(remote: _Remote, partial: Path, report: Callable[[int], None], sho
     for attempt in range(ATTEMPTS):
         if attempt:
             time.sleep(RETRY_WAIT(attempt))
+        if partial.is_symlink():  # not ours: never written through
+            partial.unlink()
         have = partial.stat().st_size if partial.exists() else 0
-        if remote.size is not None and have == remote.size:
+        if have == remote.size:
             return
         headers = build_hf_headers()
         if have:
@@ -225,16 +231,25 @@ def _transfer(remote: _Remote, partial: Path, report: Callable[[int], None], sho
                     for chunk in response.iter_bytes():  # as it arrives: a break keeps what came
                         if should_stop is not None and should_stop():
                             raise Cancelled("download cancelled")
+                        have += len(chunk)
+                        if have > remote.size:
+                            raise DownloadError(f"{remote.url} sent more than the {remote.size} bytes it announced; "
+                                                "nothing was kept. Check HF_ENDPOINT.")
                         handle.write(chunk)
                         report(len(chunk))
         except (Cancelled, DaclipError):
             raise
+        except OSError as exc:
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES):  # this computer's side: no retry
+                raise DownloadError(f"cannot write {partial.parent}: {exc.strerror}; nothing was kept") from None
+            failure = exc
+            continue
         except Exception as exc:
             if _is_http_error(exc):
                 raise
             failure = exc  # a broken or stalled connection: resume
             continue
-        if remote.size is None or partial.stat().st_size == remote.size:
+        if partial.stat().st_size == remote.size:
             return
     raise failure if failure is not None else ConnectionError("the server sent less data than it announced")
 
@@ -249,7 +264,7 @@ def _check_content(spec: ModelSpec, role: str, file: WeightFile, remote: _Remote
     """Refuse data whose hash is not the one the server announced (or the registration pins)."""
     size = partial.stat().st_size
     problem = None
-    if remote.size is not None and size != remote.size:
+    if size != remote.size:
         problem = f"it has {size} bytes, the server announced {remote.size}"
     elif not hub_hash_matches(partial, remote.etag):
         problem = f"its content does not match the hash the server announced ({remote.etag})"
@@ -332,8 +347,8 @@ def _download_files(
     # Every file's metadata is checked first: nothing is written for a model whose server
     # answers wrongly for any of its files, and the sizes give one progress total.
     remotes = [_metadata(spec, role, file, endpoint) for role, file in files]
-    sizes = [remote.size for remote in remotes]
-    total = sum(sizes) if None not in sizes else None  # type: ignore[arg-type]
+    total = sum(remote.size for remote in remotes)
+    _check_space(local_dir if local_dir is not None else hub_cache_dir(cache_dir), total)
     done = [0]
 
     def report(count: int) -> None:
@@ -352,5 +367,29 @@ def _download_files(
         except Exception as exc:
             raise _download_error(spec, role, file, endpoint, exc) from exc
     if progress is not None:
-        progress(done[0], total if total is not None else done[0])
+        progress(done[0], total)
     return fetched
+
+
+def _check_folder(folder: Path) -> None:
+    """Refuse a ``dir`` that is a file or cannot be written into, before the server is asked anything."""
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise OutputError(f"cannot download into {folder}: {existing} is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise OutputError(f"cannot download into {folder}: {existing} is not a folder this user may write into")
+
+
+def _check_space(folder: Path, needed: int) -> None:
+    """Refuse a download that cannot fit in ``folder``'s file system (before any byte is fetched)."""
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    free = shutil.disk_usage(existing).free
+    if free < needed:
+        raise DownloadError(
+            f"not enough space for the download in {folder}: it needs {format_size(needed)}, "
+            f"{format_size(free)} are free there"
+        )

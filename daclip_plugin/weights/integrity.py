@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Union
 
-from .locate import _find
-from .registry import ROLE_LABELS, ModelSpec, PathLike, WeightFile, get_model
+from .locate import _find, weights_dir
+from .registry import ROLE_LABELS, SOURCE_ENV, ModelSpec, PathLike, WeightFile, get_model
 
 HUB_HASH = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
 _verified: dict[tuple[str, int, int], str] = {}
@@ -68,10 +68,20 @@ class FileCheck:
     path: Optional[Path]
     state: str
     detail: str
+    repair: str = ""  #: the command that replaces a corrupt file where it is looked for first
 
     @property
     def label(self) -> str:
         return ROLE_LABELS[self.role]
+
+
+def repair_command(spec: ModelSpec, file: WeightFile, source: Optional[str]) -> str:
+    """How to replace a damaged file of ``spec`` found at ``source``: where it is looked for first."""
+    if file.embedded:
+        return "reinstall daclip-plugin"
+    if source == SOURCE_ENV:
+        return f"daclip download {spec.name} --dir {weights_dir()} --force"
+    return f"daclip download {spec.name} --force"
 
 
 def check(spec: ModelSpec, role: str, file: WeightFile, cache_dir: Optional[PathLike] = None) -> FileCheck:
@@ -79,17 +89,19 @@ def check(spec: ModelSpec, role: str, file: WeightFile, cache_dir: Optional[Path
     lookup = _find(file, None, cache_dir)
     if lookup.path is None:
         return FileCheck(role, file, None, "missing", f"not on this computer (daclip download {spec.name})")
-    path = lookup.path
+    path, repair = lookup.path, repair_command(spec, file, lookup.source)
     if file.sha256 is not None:
         actual = sha256_file(path)
         if actual == file.sha256:
             return FileCheck(role, file, path, "ok", "SHA-256 matches the registration")
-        return FileCheck(role, file, path, "corrupt", f"its SHA-256 {actual} differs from the registered {file.sha256}")
+        return FileCheck(role, file, path, "corrupt", f"its SHA-256 {actual} differs from the registered {file.sha256}",
+                         repair)
     blob = cache_blob_hash(path)
     if blob is not None:
         if hub_hash_matches(path, blob):
             return FileCheck(role, file, path, "ok", "matches the hash the Hub gave it")
-        return FileCheck(role, file, path, "corrupt", f"its content does not match the hash it was downloaded as ({blob})")
+        return FileCheck(role, file, path, "corrupt", f"its content does not match the hash it was downloaded as ({blob})",
+                         repair)
     return FileCheck(role, file, path, "unverified", "no known hash to compare with")
 
 

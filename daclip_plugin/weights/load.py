@@ -10,7 +10,7 @@ from typing import Any, Callable, Mapping, Optional, Sequence, Union
 
 from ..errors import CheckpointError, DaclipError
 from .find import resolve
-from .integrity import cached_sha256
+from .integrity import cached_sha256, repair_command
 from .registry import (
     DEFAULT_MODEL,
     ROLE_LABELS,
@@ -81,10 +81,9 @@ def _check_pinned(resolved: ResolvedModel, role: str, path: Path, source: str) -
     if file is None or file.sha256 is None or source == SOURCE_EXPLICIT:
         return
     if cached_sha256(path) != file.sha256:
-        repair = "reinstall daclip-plugin" if file.embedded else f"run `daclip download {resolved.spec.name} --force`"
         raise CheckpointError(
             f"the {ROLE_LABELS[role]} file {path} of model {resolved.spec.name!r} is corrupt or was modified: "
-            f"its SHA-256 is not the registered {file.sha256}; {repair}"
+            f"its SHA-256 is not the registered {file.sha256}; repair it with `{repair_command(resolved.spec, file, source)}`"
         )
 
 
@@ -183,4 +182,18 @@ def load(
     device = str(device)
     get = _load_shared if shared else load_file
     modules = {role: get(resolved, role, device) for role in resolved.roles}
+    _check_pair(resolved, modules)
     return LoadedModel(modules.get("daclip"), modules.get("unet"), resolved, modules.get("direct"))
+
+
+def _check_pair(resolved: ResolvedModel, modules: Mapping[str, Any]) -> None:
+    """Refuse a UNet whose context does not take its DA-CLIP's features (files of two different models)."""
+    daclip = modules.get("daclip")
+    for role in ("unet", "direct"):
+        unet = modules.get(role)
+        width = getattr(unet, "context_dim", 0)
+        if daclip is not None and width and width != daclip.embed_dim:
+            raise CheckpointError(
+                f"the {ROLE_LABELS[role]} file {resolved.path(role)} takes DA-CLIP features of width {width}, but the "
+                f"DA-CLIP file {resolved.path('daclip')} gives {daclip.embed_dim}: they belong to different models"
+            )
