@@ -36,6 +36,17 @@ TINY_UNET = {
     "use_degra_context": True, "use_image_context": True,
 }
 
+# A model whose DA-CLIP file is pinned to a SHA-256 that no file has.
+PINNED_PLUGIN = f"""
+from daclip_plugin import hookimpl
+from daclip_plugin.weights import ModelSpec, WeightFile
+
+@hookimpl
+def register_models(register):
+    register(ModelSpec(name="pinned", description="", daclip=WeightFile.hub({REPO!r}, {DACLIP_FILE!r}, sha256="{'0' * 64}"),
+                       unet=WeightFile.hub({REPO!r}, {UNET_FILE!r})))
+"""
+
 # A real plugin (installed as a distribution with an entry point) registering test models.
 TEST_PLUGIN = """
 from daclip_plugin import hookimpl

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 from engine_helpers import TINY_UNET
-from fake_hub import DACLIP_FILE, UNET_FILE, leftovers
+from fake_hub import DACLIP_FILE, PINNED_PLUGIN, UNET_FILE, leftovers
 
 from daclip_plugin import cli, weights
 from daclip_plugin.errors import DownloadError
@@ -62,15 +62,7 @@ def test_a_corrupt_file_in_the_weights_folder_is_repaired_there(install_plugin, 
     folder = tmp_path / "weights"
     folder.mkdir()
     (folder / DACLIP_FILE).write_bytes(b"damaged")
-    install_plugin("pinned", f"""
-        from daclip_plugin import hookimpl
-        from daclip_plugin.weights import ModelSpec, WeightFile
-
-        @hookimpl
-        def register_models(register):
-            register(ModelSpec(name="pinned", description="", daclip=WeightFile.hub("tester/test-repo", {DACLIP_FILE!r},
-                                 sha256="{'0' * 64}"), unet=WeightFile.hub("tester/test-repo", {UNET_FILE!r})))
-    """)
+    install_plugin("pinned", PINNED_PLUGIN)
     fresh_plugins.reload_plugins()
     monkeypatch.setenv(weights.ENV_WEIGHTS_DIR, str(folder))
     [check] = [c for c in integrity.verify("pinned") if c.role == "daclip"]

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from fake_hub import DACLIP_FILE, UNET_FILE, leftovers, sha256
+from fake_hub import DACLIP_FILE, PINNED_PLUGIN, UNET_FILE, leftovers, sha256
 
 from daclip_plugin import cli, weights
 from daclip_plugin.errors import CheckpointError, DownloadError
@@ -46,15 +46,7 @@ def test_corrupt_bytes_under_the_right_hash_are_refused(hub, test_models, checkp
 
 
 def test_a_pinned_hash_is_checked_too(hub, install_plugin, fresh_plugins, checkpoints_dir):
-    install_plugin("pinned", f"""
-        from daclip_plugin import hookimpl
-        from daclip_plugin.weights import ModelSpec, WeightFile
-
-        @hookimpl
-        def register_models(register):
-            register(ModelSpec(name="pinned", description="", daclip=WeightFile.hub("tester/test-repo", {DACLIP_FILE!r},
-                                 sha256="{'0' * 64}"), unet=WeightFile.hub("tester/test-repo", {UNET_FILE!r})))
-    """)
+    install_plugin("pinned", PINNED_PLUGIN)
     fresh_plugins.reload_plugins()
     with pytest.raises(DownloadError, match="differs from the one pinned in the registration of 'pinned'"):
         weights.download("pinned")
