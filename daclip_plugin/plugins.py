@@ -12,7 +12,7 @@ A broken plugin never takes the others down: one that fails to import (even by c
 ``sys.exit``), whose hook does not fit its specification or raises, gets one warning naming
 it and is skipped; so does each component it registers without a name, without the method
 it must have, with a malformed ``options`` declaration, or (models) that is not a
-:class:`~daclip_plugin.weights.ModelSpec`. When two plugins register the same name, a
+:class:`~daclip_plugin.weights.ModelSpec` (see :func:`require`). When two plugins register the same name, a
 built-in one wins, else the one loaded first; the other is named in a warning. Discovery is
 thread-safe: the first use in any thread loads the plugins once.
 """
@@ -99,9 +99,19 @@ class Registered:
     plugin: str
 
 
-def _collect(hook_name: str, problem: Callable[[object], Optional[str]]) -> dict[str, Registered]:
+def require(hook_name: str, problem: Callable[[object], Optional[str]]) -> None:
+    """Check every component registered through ``hook_name`` with ``problem`` (what is wrong with it,
+    or ``None``): those with a problem are skipped with a warning. How :mod:`daclip_plugin.weights`
+    admits only its ``ModelSpec`` objects, without this module importing it."""
+    with _lock:
+        _checks[hook_name] = problem
+        _registries.pop(hook_name, None)
+
+
+def _collect(hook_name: str) -> dict[str, Registered]:
     """Call one registration hook of every plugin, once per plugin manager, in the order they were
-    loaded (built-ins first); components for which ``problem`` names one are skipped with a warning."""
+    loaded (built-ins first); components with a problem (see :func:`require`) are skipped with a warning."""
+    problem = _checks.get(hook_name, lambda component: None)
     with _lock:
         if hook_name not in _registries:
             found: dict[str, Registered] = {}
@@ -144,12 +154,6 @@ def _component_problem(method_names: tuple[str, ...]) -> Callable[[object], Opti
     return problem
 
 
-def _model_problem(component: object) -> Optional[str]:
-    from .weights import ModelSpec
-
-    return None if isinstance(component, ModelSpec) else f"is a {type(component).__name__}, not a daclip_plugin.weights.ModelSpec"
-
-
 def _add(found: dict[str, Registered], component: object, plugin: str, hook_name: str) -> None:
     name = getattr(component, "name", "")
     if not isinstance(name, str) or not name:
@@ -170,16 +174,22 @@ def _add(found: dict[str, Registered], component: object, plugin: str, hook_name
     found[name] = Registered(component, plugin)
 
 
+_checks: dict[str, Callable[[object], Optional[str]]] = {
+    "register_restorers": _component_problem(("restore", "iter_restore")),
+    "register_classifiers": _component_problem(("classify",)),
+}
+
+
 def restorers() -> dict[str, Registered]:
     """Every registered restorer by name."""
-    return _collect("register_restorers", _component_problem(("restore", "iter_restore")))
+    return _collect("register_restorers")
 
 
 def classifiers() -> dict[str, Registered]:
     """Every registered classifier by name."""
-    return _collect("register_classifiers", _component_problem(("classify",)))
+    return _collect("register_classifiers")
 
 
 def models() -> dict[str, Registered]:
     """Every registered model specification by name."""
-    return _collect("register_models", _model_problem)
+    return _collect("register_models")

@@ -219,8 +219,15 @@ class LoadedModel:
         return self.resolved.spec
 
 
+def _model_problem(component: object) -> Optional[str]:
+    return None if isinstance(component, ModelSpec) else f"is a {type(component).__name__}, not a daclip_plugin.weights.ModelSpec"
+
+
+plugins.require("register_models", _model_problem)  # what is not a ModelSpec is skipped, with a warning
+
+
 def _registry() -> dict[str, plugins.Registered]:
-    return plugins.models()  # (what is not a ModelSpec was skipped, with a warning)
+    return plugins.models()
 
 
 def list_models() -> list[ModelSpec]:
