@@ -327,14 +327,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     debug = early.parse_known_args(argv)[0].debug
     previous = signal.signal(signal.SIGTERM, _terminate) if threading.current_thread() is threading.main_thread() else None
     try:
-        parser = build_parser()  # reads the plugins' declared options
-        args = parser.parse_args(argv)
-        if getattr(args, "run", None) is None:
-            parser.print_help()
-            return EXIT_USAGE
         with warnings.catch_warnings():
             if not debug:
                 warnings.showwarning = _one_line_warning
+            parser = build_parser()  # reads the plugins' declared options (discovering them warns)
+            args = parser.parse_args(argv)
+            if getattr(args, "run", None) is None:
+                parser.print_help()
+                return EXIT_USAGE
             return args.run(args)
     except DaclipError as exc:
         if debug:

@@ -26,6 +26,10 @@ from .steps import yields_steps
 
 #: Keyword arguments of ``restore`` / ``classify`` that are not options.
 NOT_OPTIONS = ("progress", "should_stop", "estimate")
+#: Names a component may not declare as options: the API's own arguments (``restore``,
+#: ``classify``, the stacks functions), which would never reach it.
+RESERVED = NOT_OPTIONS + ("image", "value_range", "restorer", "classifier", "rgb", "index", "conditioning",
+                          "reference", "classifier_options")
 _ANY = object()  # the type of an option read from a signature: any value is passed on
 
 

@@ -70,7 +70,8 @@ def plan(
             base = (folder or source.parent) / f"{source.stem}{RESTORED}{default_suffix(source, header)}"
         else:
             base = Path(output).expanduser()
-        problem = format_problem(base.suffix, header.dtype, header.channels, header.frames)
+        channels = 4 if header.channels == 2 and base.suffix.lower() != ".png" else header.channels  # grey+alpha: RGBA
+        problem = format_problem(base.suffix, header.dtype, channels, header.frames)
         if problem:
             raise OutputError(f"cannot write the result of {source} to {base}: {problem}")
         compare = base.with_name(base.stem + COMPARE) if side_by_side else None

@@ -31,7 +31,7 @@ from typing import Callable, Optional
 import pluggy
 
 from . import hookspecs
-from .options import NOT_OPTIONS, Option
+from .options import RESERVED, Option
 
 ENTRY_POINT_GROUP = "daclip_plugin"
 ENV_ALLOWED_PLUGINS = "DACLIP_PLUGINS"
@@ -146,7 +146,7 @@ def _component_problem(method_names: tuple[str, ...]) -> Callable[[object], Opti
         names = [getattr(option, "name", None) for option in declared]
         if not all(isinstance(option, Option) for option in declared):
             return "declares options that are not daclip_plugin.options.Option objects"
-        clashes = sorted({name for name in names if names.count(name) > 1 or name in NOT_OPTIONS + ("image",)})
+        clashes = sorted({name for name in names if names.count(name) > 1 or name in RESERVED})
         if clashes or not all(isinstance(name, str) and name.isidentifier() for name in names):
             return f"declares option names that are repeated, reserved or not identifiers ({', '.join(clashes) or names})"
         return None

@@ -192,17 +192,18 @@ def mean_probabilities(scores: Iterable[Mapping[str, float]]) -> dict[str, float
 CONDITIONING = ("each", "current", "mean")
 
 
-def _scan(data, indices: list[Index], should_stop: StopFlag, value_range) -> Optional[tuple[float, float]]:
+def _scan(data, indices: list[Index], should_stop: StopFlag, value_range, rgb: bool) -> Optional[tuple[float, float]]:
     """Read the visited slices once before any work: refuse NaN or infinite values (naming the
-    slice), and return the intensity range of them all when none was given and the dtype has
-    no full range of its own (so that every slice is mapped alike), else ``value_range``."""
+    slice), and return the intensity range of them all (their colour, not alpha) when none was
+    given and the dtype has no full range of its own, so that every slice is mapped alike;
+    else ``value_range``."""
     dtype = np.dtype(_shape_and_dtype(data)[1])
     if value_range is not None:
         value_range = imaging.check_value_range(value_range)
     own_range = value_range is None and dtype.newbyteorder("=") not in (np.dtype(np.uint8), np.dtype(np.uint16))
     if dtype.kind != "f" and not own_range:
         return value_range
-    low, high = np.inf, -np.inf
+    extremes = []
     for idx in indices:
         _check_stop(should_stop)
         image = np.asarray(data[idx])
@@ -210,10 +211,11 @@ def _scan(data, indices: list[Index], should_stop: StopFlag, value_range) -> Opt
             where = f"slice {idx}" if idx else "the image"
             raise InvalidImageError(f"{where} has NaN or infinite values; replace them first")
         if own_range:
-            low, high = min(low, float(image.min())), max(high, float(image.max()))
+            colour = image[..., :3] if rgb and image.shape[-1] == 4 else image
+            extremes += [colour.min(), colour.max()]  # in the data's own type: exact for 64-bit integers too
     if not own_range:
         return value_range
-    return imaging.value_range_of(np.array([low, high], dtype=dtype))
+    return imaging.value_range_of(np.array(extremes, dtype=dtype))
 
 
 @dataclass
@@ -233,9 +235,10 @@ class _Restoration:
     indices: list[Index]
     offset: Index
     out: np.ndarray
+    rgb: bool = False  #: colour last: its alpha does not count in the intensity range
 
     def run(self) -> StackWork:
-        self.value_range = _scan(self.data, self.indices, self.should_stop, self.value_range)
+        self.value_range = _scan(self.data, self.indices, self.should_stop, self.value_range, self.rgb)
         shared = (yield from self._shared_estimate()) if self.steered else None
         probabilities: dict[Index, dict[str, float]] = {}
         for number, idx in enumerate(self.indices):
@@ -292,8 +295,8 @@ class _Restoration:
         return restored
 
 
-def _iter_classify(data, classifier, indices, offset, options, should_stop, value_range) -> StackWork:
-    value_range = _scan(data, indices, should_stop, value_range)
+def _iter_classify(data, classifier, indices, offset, options, should_stop, value_range, rgb) -> StackWork:
+    value_range = _scan(data, indices, should_stop, value_range, rgb)
     probabilities: dict[Index, dict[str, float]] = {}
     total = len(indices)
     for number, idx in enumerate(indices):
@@ -398,7 +401,7 @@ def iter_restore_stack(
         reference = slice_indices(shape, rgb, reference)[0]
     return _Restoration(
         data, restorer, options, classifier, dict(classifier_options or {}), should_stop, value_range,
-        conditioning if steered else "each", reference, steered, indices, offset, np.empty(out_shape, dtype=dtype),
+        conditioning if steered else "each", reference, steered, indices, offset, np.empty(out_shape, dtype=dtype), rgb,
     ).run()
 
 
@@ -422,4 +425,4 @@ def iter_classify_stack(
     component = api.get_classifier(classifier)
     options = dict(options_of(component).check(f"classifier {classifier!r}", options))
     indices, offset, _ = _plan(_shape_and_dtype(data)[0], rgb, index)
-    return _iter_classify(data, classifier, indices, offset, options, should_stop, value_range)
+    return _iter_classify(data, classifier, indices, offset, options, should_stop, value_range, rgb)

@@ -103,3 +103,10 @@ def test_grey_with_alpha_stays_grey_with_alpha(folder):
     assert info["planes"] == 2 and info["bitdepth"] == 16
     pixels = np.vstack([np.asarray(row, np.uint16) for row in rows]).reshape(16, 16, 2)
     np.testing.assert_array_equal(pixels, np.stack([65535 - la16[..., 0], la16[..., 1]], -1))
+
+
+def test_grey_with_alpha_goes_to_other_formats_as_rgba(folder):
+    la8 = np.stack([np.full((16, 16), 40), np.full((16, 16), 128)], -1).astype(np.uint8)
+    Image.fromarray(la8, "LA").save(folder / "la8.png")
+    assert cli.main(["restore", "photos/la8.png", "-o", "out.webp", *INVERT]) == 0
+    assert Image.open(folder.parent / "out.webp").mode == "RGBA"

@@ -64,8 +64,9 @@ def test_a_plugins_option_declarations_leave_the_built_in_flags_alone(install_pl
         ("(Option('gain', float, 1.0), Option('gain', int, 2))", "repeated, reserved or not identifiers \\(gain\\)"),
         ("(Option('estimate', float, 1.0),)", "repeated, reserved or not identifiers \\(estimate\\)"),
         ("(Option('my-gain', float, 1.0),)", "not identifiers"),
+        ("(Option('value_range', str, 'x'),)", "repeated, reserved or not identifiers \\(value_range\\)"),
     ],
-    ids=["not-a-tuple", "not-options", "repeated", "reserved", "not-an-identifier"],
+    ids=["not-a-tuple", "not-options", "repeated", "reserved", "not-an-identifier", "an-api-argument"],
 )
 def test_a_malformed_option_declaration_skips_that_component_only(install_plugin, fresh_plugins, capsys, declaration,
                                                                     trouble):
@@ -291,3 +292,27 @@ def test_a_plugin_failure_is_still_blamed_on_the_plugin(install_plugin, fresh_pl
     fresh_plugins.reload_plugins()
     with pytest.raises(PluginError, match="restorer 'callbacks' \\(plugin 'gen'\\) failed: ZeroDivisionError"):
         daclip_plugin.restore(np.zeros((8, 8, 3), np.uint8), "callbacks", progress=lambda done, total: None)
+
+
+def test_the_cli_shows_a_plugins_registration_warning_as_one_line(install_plugin, fresh_plugins, capsys):
+    install_plugin("malformed", """
+        from daclip_plugin import Restorer, hookimpl
+
+        class Malformed(Restorer):
+            name = "malformed"
+            options = "gain"
+            def restore(self, image, **options):
+                return image
+
+        @hookimpl
+        def register_restorers(register):
+            register(Malformed())
+        """)
+    fresh_plugins.reload_plugins()
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("default")
+        assert cli.main(["plugins"]) == 0
+    [line] = capsys.readouterr().err.splitlines()
+    assert line.startswith("daclip: warning: daclip-plugin: plugin 'malformed'") and "it is skipped" in line

@@ -376,3 +376,16 @@ def test_generators_check_their_arguments_when_made(fake):
         stacks.iter_classify_stack(stack, "steps", value_range=(5, 1))
     with pytest.raises(UnknownNameError, match="does not take option\\(s\\) seed"):
         stacks.iter_classify_stack(stack, "steps", seed=3)
+
+
+def test_the_stack_range_leaves_alpha_out_and_holds_64_bit_extremes(fake):
+    rgba = np.zeros((2, 8, 8, 4), np.int16)
+    rgba[..., :3] = np.arange(8 * 8 * 3).reshape(8, 8, 3) % 1000
+    rgba[..., 3] = 30000
+    result = stacks.restore_stack(rgba, "steps", rgb=True, steps=1)
+    colour = rgba[..., :3]
+    np.testing.assert_array_equal(result.data[..., :3], colour.min() + colour.max() - colour)  # inverted in its own range
+    np.testing.assert_array_equal(result.data[..., 3], rgba[..., 3])
+    big = np.zeros((2, 8, 8), np.uint64)
+    big[1, 0, 0] = np.iinfo(np.uint64).max
+    assert stacks.restore_stack(big, "steps", steps=1).data.dtype == np.uint64
