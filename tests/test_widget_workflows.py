@@ -326,3 +326,49 @@ def test_the_progress_bar_does_not_fall_back_to_busy_between_slices():
     assert run.describe(("progress", 0, StackProgress("restore", (0,), 0, 4, 4, 4)))[:2] == (4, 16)
     done, total, text = run.describe(("progress", 0, StackProgress("estimate", (1,), 1, 4, 0, 0)))
     assert (done, total) == (4, 16) and "estimating, slice 2/4" in text
+
+
+def test_the_table_follows_renamed_and_removed_layers(make_napari_viewer, install_plugin, fresh_plugins, qtbot):
+    from test_stacks import FAKE_PLUGIN
+
+    install_plugin("fakeplug", FAKE_PLUGIN)
+    fresh_plugins.reload_plugins()
+    viewer = make_napari_viewer()
+    widget = open_panel(viewer)
+    widget._restorer.value = "steps"
+    cells = viewer.add_image(np.full((8, 8), 10, np.uint8), name="cells")
+    tissue = viewer.add_image(np.full((8, 8), 200, np.uint8), name="tissue")
+    widget._layers.value = [cells, tissue]
+    run(qtbot, widget, "classify")
+    cells.name = "cells_day2"
+    viewer.layers.remove(tissue)
+    assert list(widget.probabilities) == ["cells_day2"]
+    table = widget._table.table
+    assert table.columnCount() == 1 and table.horizontalHeaderItem(0).toolTip() == "cells_day2"
+
+
+def test_a_long_layer_name_does_not_widen_the_panel(make_napari_viewer, install_plugin, fresh_plugins, qtbot):
+    from test_stacks import FAKE_PLUGIN
+
+    install_plugin("fakeplug", FAKE_PLUGIN)
+    fresh_plugins.reload_plugins()
+    viewer = make_napari_viewer(show=True)
+    widget = open_panel(viewer)
+    widget._restorer.value = "steps"
+    name = "acquisition_2024_03_12_sampleA_region3_channel_GFP_deconvolved_maxproj.ome.tif"
+    widget._layers.value = [viewer.add_image(np.full((4, 8, 8), 10, np.uint8), name=name)]
+    before = widget.native.minimumSizeHint().width()
+    widget._slices.value = "all"
+    run(qtbot, widget)
+    assert widget.native.minimumSizeHint().width() <= before
+    status = widget.last_run.describe(("progress", 0, stacks.StackProgress("restore", (1,), 1, 4, 1, 2)))[2]
+    assert "\u2026" in status and name not in status
+
+
+def test_steering_by_the_shown_slice_is_refused_when_another_plane_is_shown(make_napari_viewer):
+    viewer = make_napari_viewer()
+    viewer.add_image(np.zeros((6, 16, 20), np.uint8), name="stack")
+    viewer.dims.order = (1, 0, 2)
+    with pytest.raises(DaclipError, match="the shown slice is a plane of its last two axes"):
+        restore_layer(viewer, "stack", model="tiny", slices="all", conditioning="current")
+

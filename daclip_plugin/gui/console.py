@@ -27,7 +27,7 @@ from napari.utils.notifications import show_error, show_info
 from .. import api, stacks
 from ..errors import Cancelled, DaclipError
 from ..options import of as options_of
-from .layers import LayerJob, prepare_layer, result_metadata, write_result
+from .layers import LayerJob, check_plane_shown, prepare_layer, result_metadata, write_result
 from .runtime import avoid_llvm_clash
 
 
@@ -93,6 +93,8 @@ def plan_restore(
         conditioning = "mean" if job.slices > 1 else "each"
     if conditioning not in stacks.CONDITIONING:
         raise DaclipError(f"conditioning must be one of {', '.join(stacks.CONDITIONING)}; got {conditioning!r}")
+    if conditioning == "current" and job.shown:  # steered by the slice shown: it must be an image plane
+        check_plane_shown(viewer, job.layer)
     return RestorePlan(job, restorer, dict(options), classifier, classifier_options, conditioning)
 
 

@@ -18,7 +18,7 @@ TOOLTIPS = {
     "model": "model weights",
     "sampler": "posterior: the official 100-step sampler; sde: reverse SDE, 100 steps; mars: fast, 'Steps' network calls",
     "steps": "network calls of the MaRS sampler (10-20 match the 100-step posterior sampler)",
-    "seed": "random seed (random: a fresh seed every run)",
+    "seed": "random seed (-1: a fresh seed every run)",
     "device": "where the model runs",
     "memory_budget": "memory a network call may use; larger images are restored in tiles "
                      "(auto: a safe share of the free memory, or DACLIP_MEMORY_BUDGET)",
@@ -47,7 +47,6 @@ def build_controls(panel) -> None:
     steps = samplers.MARS_OPTIONS.get("steps")
     panel._steps = SpinBox(label="Steps", value=steps.default, min=steps.minimum, max=steps.maximum, tooltip=TOOLTIPS["steps"])
     panel._seed = SpinBox(label="Seed", value=0, min=-1, max=2**31 - 1, tooltip=TOOLTIPS["seed"])
-    panel._seed.native.setSpecialValueText("random")
     panel._device = ComboBox(label="Device", choices=lambda _=None: menu_devices(), tooltip=TOOLTIPS["device"])
     panel._memory = ComboBox(label="Memory", choices=MEMORY_CHOICES, value=0, tooltip=TOOLTIPS["memory_budget"])
     panel._precision = ComboBox(label="Precision", choices=PRECISION_CHOICES, value="fp32", tooltip=TOOLTIPS["precision"])
@@ -68,7 +67,7 @@ def build_controls(panel) -> None:
     panel._progress = ProgressBar(value=0, min=0, max=1)
     panel._status = Label(value="Ready")
     panel._status.native.setWordWrap(True)
-    panel._status.native.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
+    panel._status.native.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)  # never widens the panel
     panel._table = ProbabilityTable()
 
     def row(label: str, *widgets) -> Container:

@@ -19,6 +19,7 @@ from typing import Any, Generator, Optional
 
 from .. import stacks, steps, weights
 from .layers import LayerJob
+from .runtime import shorten
 
 
 class Task(enum.Enum):
@@ -68,11 +69,11 @@ class Run:
         if event.steps and event.stage != "estimate":
             self.unit = max(event.steps, 1)
         elif not self.unit:  # no measure of the work yet: busy
-            return 0, 0, f"{self.title} {self.jobs[number].name!r}: {event.describe() or 'starting'}"
+            return 0, 0, f"{self.title} {shorten(self.jobs[number].name)!r}: {event.describe() or 'starting'}"
         unit = self.unit  # (between slices, the bar stays where the last one ended)
         before = sum(job.slices for job in self.jobs[:number])
         done = (before + event.slice) * unit + min(event.step, unit)
-        text = f"{self.title} {self.jobs[number].name!r}"
+        text = f"{self.title} {shorten(self.jobs[number].name)!r}"
         if len(self.jobs) > 1:
             text += f" (layer {number + 1}/{len(self.jobs)})"
         if event.describe():

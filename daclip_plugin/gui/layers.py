@@ -78,15 +78,15 @@ def current_index(viewer, layer) -> tuple[int, ...]:
     return tuple(int(np.clip(np.round(c), 0, n - 1)) for c, n in zip(coords[:lead], data.shape[:lead]))
 
 
-def _check_plane_shown(viewer, layer) -> None:
-    """Refuse "current slice" unless the viewer shows the image plane (the last two axes) in 2D:
-    a stack is restored plane by plane, and another view's slice is not one of those planes."""
+def check_plane_shown(viewer, layer) -> None:
+    """Refuse the shown slice (to restore, or to steer) unless the viewer shows the image plane (the
+    last two axes) in 2D: a stack is restored plane by plane, and another view's slice is not one of them."""
     dims = unwrap(viewer).dims
     plane = {dims.ndim - 2, dims.ndim - 1}
     if dims.ndisplay != 2 or set(dims.displayed) != plane:
         view = "a 3D view" if dims.ndisplay != 2 else f"axes {tuple(dims.displayed)}"
         raise DaclipError(
-            f"layer {unwrap(layer).name!r}: the current slice is a plane of its last two axes, but the viewer shows "
+            f"layer {unwrap(layer).name!r}: the shown slice is a plane of its last two axes, but the viewer shows "
             f"{view}: show axes {tuple(sorted(plane))} in 2D, or restore all slices"
         )
 
@@ -142,7 +142,7 @@ def prepare_layer(viewer, layer, slices: str = "all", intensity: str = "contrast
     shown = current_index(viewer, layer)
     index = shown if slices == "current" and shown else None
     if index is not None:
-        _check_plane_shown(viewer, layer)
+        check_plane_shown(viewer, layer)
     return LayerJob(layer, data, rgb, index, intensity_range(layer, intensity), shown)
 
 

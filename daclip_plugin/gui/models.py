@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Optional
+
+from napari.utils.notifications import show_error
+
 from .. import stacks, weights
 from ..errors import DaclipError
 from .layers import layer_source
@@ -27,3 +31,23 @@ def model_ready(name: str) -> bool:
 def model_state(spec) -> str:
     """``"built in"``, ``"ready"`` or ``"not downloaded, 1.2 GB"``, for the model menu (see :func:`weights.availability`)."""
     return weights.availability(spec)
+
+
+def model_choices(_widget=None) -> list[tuple[str, str]]:
+    """The model menu: ``("name  (state)", name)`` for every registered model."""
+    try:
+        specs = weights.list_models()
+    except DaclipError as exc:
+        show_error(f"DA-CLIP: cannot list models: {exc}")
+        return []
+    return [(f"{spec.name}  ({model_state(spec)})", spec.name) for spec in specs]
+
+
+def default_model() -> Optional[str]:
+    """The model a new panel starts with: the default one if it is here, else one that is, else the default."""
+    names = [value for _, value in model_choices()]
+    ready = [name for name in names if model_ready(name)]
+    for name in (weights.DEFAULT_MODEL if weights.DEFAULT_MODEL in ready else None, *ready, weights.DEFAULT_MODEL):
+        if name in names:
+            return name
+    return None

@@ -31,3 +31,9 @@ def avoid_llvm_clash() -> None:
 def unwrap(obj):
     """napari hands plugins proxies of its objects; use the objects themselves."""
     return getattr(obj, "__wrapped__", obj)
+
+
+def shorten(name: str, limit: int = 24) -> str:
+    """``name``, or its start and end around an ellipsis when longer than ``limit`` (ends tell files apart)."""
+    half = (limit - 1) // 2
+    return name if len(name) <= limit else f"{name[:half]}\u2026{name[-half:]}"

@@ -9,6 +9,8 @@ from qtpy.QtCore import Qt
 from qtpy.QtGui import QBrush, QColor, QFont
 from qtpy.QtWidgets import QAbstractItemView, QHeaderView, QSizePolicy
 
+from .runtime import shorten
+
 _TOP_COLOUR = QColor(0, 150, 200, 130)
 #: Rows shown at once (the rest scroll), and the longest column title before it is shortened.
 VISIBLE_ROWS, TITLE_CHARS = 6, 15
@@ -16,8 +18,7 @@ VISIBLE_ROWS, TITLE_CHARS = 6, 15
 
 def _short_titles(names: list[str]) -> list[str]:
     """Column titles: long layer names shortened in the middle (their ends tell them apart), made unique."""
-    half = (TITLE_CHARS - 1) // 2
-    titles = [name if len(name) <= TITLE_CHARS else f"{name[:half]}\u2026{name[-half:]}" for name in names]
+    titles = [shorten(name, TITLE_CHARS) for name in names]
     return [title if titles.count(title) == 1 else f"{title} #{number + 1}" for number, title in enumerate(titles)]
 
 

@@ -23,7 +23,7 @@ from napari.utils import progress as napari_progress
 from napari.utils.notifications import show_error, show_info, show_warning
 from qtpy.QtCore import QThreadPool
 
-from .. import api, steps, weights
+from .. import api, steps
 from ..engine import samplers
 from ..errors import Cancelled, DaclipError
 from ..options import of as options_of
@@ -32,8 +32,8 @@ from .console import classifier_options, plan_restore, required_classifier
 from .controls import TOOLTIPS, CloseWatcher, build_controls
 from .jobs import Run, Task, classify_jobs, download_job, restore_jobs
 from .layers import is_restorable, prepare_layer
-from .models import is_stack, model_ready, model_state
-from .runtime import avoid_llvm_clash, unwrap
+from .models import default_model, is_stack, model_choices, model_ready
+from .runtime import avoid_llvm_clash, shorten, unwrap
 
 if TYPE_CHECKING:
     import napari.viewer
@@ -55,8 +55,7 @@ class DaclipWidget(Container):
         self.last_run: Optional[Run] = None
         self._pending = None
         self._flushing = False
-        #: probabilities of the last classification or restoration of each layer, by layer name
-        self.probabilities: dict[str, dict[str, float]] = {}
+        self._scores: dict[int, tuple[Any, dict[str, float]]] = {}  # by layer: (layer, probabilities)
         build_controls(self)
         self._connect()
         self._restore_settings(saved.load())
@@ -149,17 +148,16 @@ class DaclipWidget(Container):
             declared = None
         return list(declared.choices) if declared is not None and declared.choices else list(samplers.SAMPLERS)
 
-    @staticmethod
-    def _model_choices(_widget=None):
-        try:
-            specs = weights.list_models()
-        except DaclipError as exc:
-            show_error(f"DA-CLIP: cannot list models: {exc}")
-            return []
-        return [(f"{spec.name}  ({model_state(spec)})", spec.name) for spec in specs]
+    _model_choices = staticmethod(model_choices)
+
+    @property
+    def probabilities(self) -> dict[str, dict[str, float]]:
+        """The probabilities of each layer's last classification or restoration, by its name now."""
+        return {layer.name: scores for layer, scores in self._scores.values()}
 
     def _refresh_layers(self, event=None) -> None:
         self._layers.reset_choices()
+        self._table.show_probabilities(self.probabilities)  # (names change, layers go)
         self._update_controls()
 
     def _on_layer_inserted(self, event) -> None:
@@ -171,6 +169,7 @@ class DaclipWidget(Container):
 
     def _on_layer_removed(self, event) -> None:
         event.value.events.name.disconnect(self._refresh_layers)
+        self._scores.pop(id(event.value), None)
         self._refresh_layers()
 
     def _follow_selection(self, event=None) -> None:
@@ -187,14 +186,6 @@ class DaclipWidget(Container):
             self._layers.value = active
         elif choices:
             self._layers.value = [choices[-1]]
-
-    def _default_model(self) -> Optional[str]:
-        names = [value for _, value in self._model_choices()]
-        ready = [name for name in names if model_ready(name)]
-        for name in (weights.DEFAULT_MODEL if weights.DEFAULT_MODEL in ready else None, *ready, weights.DEFAULT_MODEL):
-            if name in names:
-                return name
-        return None
 
     def _use_preferred_restorer(self, *_) -> None:
         """On a new model, switch a restorer that takes models to the one the model is meant for."""
@@ -214,7 +205,7 @@ class DaclipWidget(Container):
         """Apply saved settings that are still valid; the model's preferred restorer otherwise."""
         self._select_default_layers()
         model = values.get("model")
-        self._model.value = model if model in [v for _, v in self._model_choices()] else self._default_model()
+        self._model.value = model if model in [v for _, v in self._model_choices()] else default_model()
         restorer = values.get("restorer")
         if restorer not in self._restorer_choices():
             restorer = api.preferred_restorer(self._model.value)
@@ -439,7 +430,7 @@ class DaclipWidget(Container):
     def _on_job_done(self, run: Run, number: int, result) -> None:
         job = run.jobs[number]
         if result.probabilities:
-            self.probabilities[job.name] = result.mean_probabilities
+            self._scores[id(job.layer)] = (job.layer, result.mean_probabilities)
             self._table.show_probabilities(self.probabilities)
         if result.data is not None:
             try:
@@ -456,7 +447,7 @@ class DaclipWidget(Container):
             return
         run.failed = True
         action = {Task.RESTORE: "restore", Task.CLASSIFY: "classification"}.get(run.task, "download")
-        where = f" on layer {run.jobs[run.current].name!r}" if run.jobs and run.current is not None else ""
+        where = f" on layer {shorten(run.jobs[run.current].name)!r}" if run.jobs and run.current is not None else ""
         reason = str(exc) if isinstance(exc, DaclipError) else f"{type(exc).__name__}: {exc}"
         self._status.value = f"{run.title} failed{where}: {reason}"
         show_error(f"DA-CLIP: {action} failed{where}: {reason}")
@@ -487,6 +478,7 @@ class DaclipWidget(Container):
             if not run.cancelled and not run.failed:
                 message = f"DA-CLIP: model {run.label!r} is ready"
         self._update_controls()
+        self._follow_selection()  # napari's selection may have moved meanwhile (to a new result)
         # last: closing napari's bar and notifying both process Qt events
         if run.pbar is not None:
             run.pbar.close()
