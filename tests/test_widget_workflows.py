@@ -38,6 +38,23 @@ def open_panel(viewer):
     return widget
 
 
+@pytest.fixture
+def steps_panel(make_napari_viewer, install_plugin, fresh_plugins):
+    """``steps_panel(show=False)``: a viewer and its panel, restoring with the test plugin's ``steps`` restorer."""
+    from test_stacks import FAKE_PLUGIN
+
+    install_plugin("fakeplug", FAKE_PLUGIN)
+    fresh_plugins.reload_plugins()
+
+    def make(show: bool = False):
+        viewer = make_napari_viewer(show=show)
+        widget = open_panel(viewer)
+        widget._restorer.value = "steps"
+        return viewer, widget
+
+    return make
+
+
 def photo(size=32, seed=0, scale=1.0):
     rng = np.random.default_rng(seed)
     return np.clip(rng.integers(0, 255, (size, size, 3)) * scale, 0, 255).astype(np.uint8)
@@ -197,14 +214,8 @@ def test_a_refused_run_says_why_in_the_status_line(make_napari_viewer, offline, 
     assert widget.restore() is None and "needs at least 8 x 8 px" in widget._status.value
 
 
-def test_the_probability_table_shows_ten_layers_in_full(make_napari_viewer, install_plugin, fresh_plugins, qtbot):
-    from test_stacks import FAKE_PLUGIN
-
-    install_plugin("fakeplug", FAKE_PLUGIN)
-    fresh_plugins.reload_plugins()
-    viewer = make_napari_viewer(show=True)
-    widget = open_panel(viewer)
-    widget._restorer.value = "steps"
+def test_the_probability_table_shows_ten_layers_in_full(steps_panel, qtbot):
+    viewer, widget = steps_panel(show=True)
     layers = [viewer.add_image(np.full((8, 8), 10 * k, np.uint8), name=f"layer {k}") for k in range(10)]
     widget._layers.value = layers
     run(qtbot, widget, "classify")
@@ -262,14 +273,8 @@ def test_a_users_layer_with_the_results_name_is_never_replaced(make_napari_viewe
     np.testing.assert_array_equal(notes.data, 1)
 
 
-def test_a_failure_names_the_layer_that_failed(make_napari_viewer, install_plugin, fresh_plugins, qtbot):
-    from test_stacks import FAKE_PLUGIN
-
-    install_plugin("fakeplug", FAKE_PLUGIN)
-    fresh_plugins.reload_plugins()
-    viewer = make_napari_viewer()
-    widget = open_panel(viewer)
-    widget._restorer.value = "steps"
+def test_a_failure_names_the_layer_that_failed(steps_panel, qtbot):
+    viewer, widget = steps_panel()
     good = viewer.add_image(np.full((8, 8), 0.5, np.float32), name="good")
     broken = np.full((8, 8), 0.5, np.float32)
     broken[2, 2] = np.inf
@@ -280,15 +285,8 @@ def test_a_failure_names_the_layer_that_failed(make_napari_viewer, install_plugi
     assert "good [restored]" in viewer.layers
 
 
-def test_the_probability_table_stays_short_and_shortens_long_names(make_napari_viewer, install_plugin, fresh_plugins,
-                                                                   qtbot):
-    from test_stacks import FAKE_PLUGIN
-
-    install_plugin("fakeplug", FAKE_PLUGIN)
-    fresh_plugins.reload_plugins()
-    viewer = make_napari_viewer(show=True)
-    widget = open_panel(viewer)
-    widget._restorer.value = "steps"
+def test_the_probability_table_stays_short_and_shortens_long_names(steps_panel, qtbot):
+    viewer, widget = steps_panel(show=True)
     name = "a very long layer name from a microscope file, channel 2 - GFP.tif"
     widget._layers.value = [viewer.add_image(np.full((8, 8), 10, np.uint8), name=name)]
     before = widget.native.minimumSizeHint().height()
@@ -328,14 +326,8 @@ def test_the_progress_bar_does_not_fall_back_to_busy_between_slices():
     assert (done, total) == (4, 16) and "estimating, slice 2/4" in text
 
 
-def test_the_table_follows_renamed_and_removed_layers(make_napari_viewer, install_plugin, fresh_plugins, qtbot):
-    from test_stacks import FAKE_PLUGIN
-
-    install_plugin("fakeplug", FAKE_PLUGIN)
-    fresh_plugins.reload_plugins()
-    viewer = make_napari_viewer()
-    widget = open_panel(viewer)
-    widget._restorer.value = "steps"
+def test_the_table_follows_renamed_and_removed_layers(steps_panel, qtbot):
+    viewer, widget = steps_panel()
     cells = viewer.add_image(np.full((8, 8), 10, np.uint8), name="cells")
     tissue = viewer.add_image(np.full((8, 8), 200, np.uint8), name="tissue")
     widget._layers.value = [cells, tissue]
@@ -347,14 +339,8 @@ def test_the_table_follows_renamed_and_removed_layers(make_napari_viewer, instal
     assert table.columnCount() == 1 and table.horizontalHeaderItem(0).toolTip() == "cells_day2"
 
 
-def test_a_long_layer_name_does_not_widen_the_panel(make_napari_viewer, install_plugin, fresh_plugins, qtbot):
-    from test_stacks import FAKE_PLUGIN
-
-    install_plugin("fakeplug", FAKE_PLUGIN)
-    fresh_plugins.reload_plugins()
-    viewer = make_napari_viewer(show=True)
-    widget = open_panel(viewer)
-    widget._restorer.value = "steps"
+def test_a_long_layer_name_does_not_widen_the_panel(steps_panel, qtbot):
+    viewer, widget = steps_panel(show=True)
     name = "acquisition_2024_03_12_sampleA_region3_channel_GFP_deconvolved_maxproj.ome.tif"
     widget._layers.value = [viewer.add_image(np.full((4, 8, 8), 10, np.uint8), name=name)]
     before = widget.native.minimumSizeHint().width()
