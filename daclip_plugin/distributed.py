@@ -207,7 +207,7 @@ def restore_array(
     others index slices. Nothing runs until the result is computed (by napari as it shows a
     slice, or by ``.compute()``), on the active Dask client or Dask's default scheduler.
     ``value_range`` is the intensity range mapped to [0, 1], the same for every slice: by
-    default the dtype's for 8- and 16-bit data, else the range of the whole stack (computed
+    default the dtype's for 8- and 16-bit data, else the range of the whole stack's colour (computed
     here). Each slice is steered by its own DA-CLIP estimate. The result has ``array``'s
     shape and dtype.
     """
@@ -227,7 +227,8 @@ def restore_array(
     restorer = restorer or api.preferred_restorer(options.get("model"))
     options = dict(options_of(api.get_restorer(restorer)).check(f"restorer {restorer!r}", options))
     if value_range is None:
-        low, high = da.compute(data.min(), data.max())
+        colour = imaging.colour_of(data, rgb)
+        low, high = da.compute(colour.min(), colour.max())
         if data.dtype.kind == "f" and not (np.isfinite(low) and np.isfinite(high)):
             raise InvalidImageError("the stack has NaN or infinite values; replace them first")
         value_range = imaging.value_range_of(np.array([low, high], dtype=data.dtype))

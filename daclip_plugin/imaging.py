@@ -53,9 +53,19 @@ def _layout(shape: tuple) -> str:
     )
 
 
+def has_full_range(dtype) -> bool:
+    """Whether data of ``dtype`` maps by the dtype's own range (8- and 16-bit unsigned), not by its values."""
+    return np.dtype(dtype).newbyteorder("=") in _FULL_RANGE  # big-endian uint16 is uint16 too
+
+
+def colour_of(data, rgb: bool):
+    """The colour of channels-last ``data`` (its alpha left out when ``rgb`` and four channels): what the range reads."""
+    return data[..., :3] if rgb and data.shape[-1] == 4 else data
+
+
 def value_range_of(data: np.ndarray) -> tuple[float, float]:
     """The default intensity range of ``data`` (see the module docstring)."""
-    full = _FULL_RANGE.get(data.dtype.newbyteorder("="))  # big-endian uint16 is uint16 too
+    full = _FULL_RANGE.get(data.dtype.newbyteorder("="))
     if full is not None:
         return 0.0, full
     low, high = float(data.min()), float(data.max())
@@ -120,7 +130,7 @@ def _normalize(image, value_range: Optional[Sequence[float]]) -> tuple[np.ndarra
     data = validate(image)
     layout = _layout(data.shape)
     alpha = data[..., 3].copy() if layout == "rgba" else None
-    color = data[..., :3] if layout == "rgba" else data
+    color = colour_of(data, layout == "rgba")
     low, high = value_range_of(color) if value_range is None else check_value_range(value_range)
     work = _work_dtype(data.dtype, low, high)
     scaled = color.astype(work)  # one full-size copy, then in place: large images stay within bounds

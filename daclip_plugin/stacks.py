@@ -200,7 +200,7 @@ def _scan(data, indices: list[Index], should_stop: StopFlag, value_range, rgb: b
     dtype = np.dtype(_shape_and_dtype(data)[1])
     if value_range is not None:
         value_range = imaging.check_value_range(value_range)
-    own_range = value_range is None and dtype.newbyteorder("=") not in (np.dtype(np.uint8), np.dtype(np.uint16))
+    own_range = value_range is None and not imaging.has_full_range(dtype)
     if dtype.kind != "f" and not own_range:
         return value_range
     extremes = []
@@ -211,7 +211,7 @@ def _scan(data, indices: list[Index], should_stop: StopFlag, value_range, rgb: b
             where = f"slice {idx}" if idx else "the image"
             raise InvalidImageError(f"{where} has NaN or infinite values; replace them first")
         if own_range:
-            colour = image[..., :3] if rgb and image.shape[-1] == 4 else image
+            colour = imaging.colour_of(image, rgb)
             extremes += [colour.min(), colour.max()]  # in the data's own type: exact for 64-bit integers too
     if not own_range:
         return value_range

@@ -130,6 +130,10 @@ def test_restore_array_of_floats_uses_one_range_for_the_whole_stack():
     result = lazy.compute(scheduler="sync")
     expected = np.stack([api.restore(s, value_range=(float(stack.min()), float(stack.max())), **TINY) for s in stack])
     np.testing.assert_array_equal(result, expected)
+    rgba = np.concatenate([np.stack([stack] * 3, -1), np.full(stack.shape + (1,), 255, np.float32)], -1)
+    result = distributed.restore_array(rgba, rgb=True, **TINY).compute(scheduler="sync")  # alpha leaves the range alone
+    colour = (float(stack.min()), float(stack.max()))
+    np.testing.assert_array_equal(result, np.stack([api.restore(s, value_range=colour, **TINY) for s in rgba]))
     with pytest.raises(InvalidImageError, match="needs a stack"):
         distributed.restore_array(stack[0], **TINY)
     with pytest.raises(InvalidImageError, match="empty"):
