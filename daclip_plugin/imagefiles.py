@@ -77,7 +77,7 @@ def read_picture(path, *, max_pixels: Optional[int] = None) -> Picture:
         with Image.open(path) as image:
             _check_pixels(path, image.height, image.width, max_pixels)
             gray_alpha = image.mode in ("LA", "La")
-            if image.format == "PNG" and _png_bit_depth(path) == 16 and image.mode not in ("I", "I;16", "I;16B"):
+            if image.format == "PNG" and _png_header(path)[0] == 16 and image.mode not in ("I", "I;16", "I;16B"):
                 data, planes = _read_png16(path)
                 return Picture(data, gray_alpha=planes == 2)
             frames = [_pixels(ImageOps.exif_transpose(frame)) for frame in ImageSequence.Iterator(image)]
@@ -130,13 +130,14 @@ def probe(path, *, max_pixels: Optional[int] = None) -> Header:
                 return Header(shape[0] if len(shape) == 3 else 1, channels, np.dtype(series.dtype))
         with Image.open(path) as image:
             _check_pixels(path, image.height, image.width, max_pixels)
-            sixteen = image.format == "PNG" and _png_bit_depth(path) == 16 and image.mode not in _MODE_DTYPES
+            depth, planes = _png_header(path) if image.format == "PNG" else (8, 0)
+            sixteen = depth == 16 and image.mode not in _MODE_DTYPES
             dtype = np.dtype(np.uint16 if sixteen else _MODE_DTYPES.get(image.mode, np.uint8))
             bands = len(image.getbands())
             transparent = image.mode in ("P", "PA") and ("transparency" in image.info or image.mode == "PA")
             channels = (
                 2
-                if image.mode in ("LA", "La") or (sixteen and _png_planes(path) == 2)
+                if image.mode in ("LA", "La") or (sixteen and planes == 2)
                 else 4
                 if transparent or (bands in (2, 4) and "A" in image.getbands())
                 else 1
@@ -170,17 +171,13 @@ def _pixels(image: Image.Image) -> np.ndarray:
     return np.asarray(image.convert("RGBA" if "A" in image.getbands() else "RGB"))
 
 
-def _png_bit_depth(path: Path) -> int:
+def _png_header(path: Path) -> tuple[int, int]:
+    """A PNG's bit depth and samples per pixel, from its header (8 and 3 if it has none)."""
     with open(path, "rb") as handle:
         header = handle.read(26)
-    return header[24] if len(header) == 26 and header[12:16] == b"IHDR" else 8
-
-
-def _png_planes(path: Path) -> int:
-    """Samples per pixel of a PNG, from its header (colour type)."""
-    with open(path, "rb") as handle:
-        header = handle.read(26)
-    return {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}.get(header[25], 3) if len(header) == 26 else 3
+    if len(header) != 26 or header[12:16] != b"IHDR":
+        return 8, 3
+    return header[24], {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}.get(header[25], 3)
 
 
 def _read_png16(path: Path) -> tuple[np.ndarray, int]:

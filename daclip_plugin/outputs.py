@@ -15,6 +15,7 @@ from typing import Optional, Sequence
 
 from .errors import OutputError
 from .imagefiles import TIFF, Header, format_problem
+from .persist import nearest_existing
 
 RESTORED = "_restored"
 COMPARE = "_compare.png"
@@ -103,8 +104,6 @@ def _check(outputs: list[Output], overwrite: bool) -> None:
 
 def check_writable(path: Path) -> None:
     """Refuse ``path`` unless a file may be created there (its nearest existing folder is writable)."""
-    folder = path.parent
-    while not folder.exists():  # the nearest existing folder must allow creating the rest
-        folder = folder.parent
+    folder = nearest_existing(path.parent)  # it must allow creating the rest
     if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
         raise OutputError(f"cannot write {path}: {folder} is not a folder this user may write into")

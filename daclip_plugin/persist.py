@@ -22,6 +22,14 @@ import numpy as np
 PARTIAL = ".partial"
 
 
+def nearest_existing(path: Union[str, os.PathLike]) -> Path:
+    """``path`` or its nearest existing ancestor: where creating the rest of ``path`` starts."""
+    path = Path(path)
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
 @contextlib.contextmanager
 def replacing(path: Union[str, os.PathLike]) -> Iterator[Path]:
     """A new hidden file beside ``path`` to write: renamed to ``path`` when the block ends, removed if it fails."""

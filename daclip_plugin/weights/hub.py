@@ -23,6 +23,7 @@ from typing import Callable, Optional, Sequence, Union
 
 from .. import plugins
 from ..errors import Cancelled, DaclipError, DownloadError, OutputError
+from ..persist import nearest_existing
 from .integrity import HUB_HASH, hub_hash_matches, sha256_file
 from .locate import _find, _not_found, _resolved, hub_cache_dir, offline_hint
 from .registry import (
@@ -373,9 +374,7 @@ def _download_files(
 
 def _check_folder(folder: Path) -> None:
     """Refuse a ``dir`` that is a file or cannot be written into, before the server is asked anything."""
-    existing = folder
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent
+    existing = nearest_existing(folder)
     if not existing.is_dir():
         raise OutputError(f"cannot download into {folder}: {existing} is a file, not a folder")
     if not os.access(existing, os.W_OK | os.X_OK):
@@ -384,10 +383,7 @@ def _check_folder(folder: Path) -> None:
 
 def _check_space(folder: Path, needed: int) -> None:
     """Refuse a download that cannot fit in ``folder``'s file system (before any byte is fetched)."""
-    existing = folder
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent
-    free = shutil.disk_usage(existing).free
+    free = shutil.disk_usage(nearest_existing(folder)).free
     if free < needed:
         raise DownloadError(
             f"not enough space for the download in {folder}: it needs {format_size(needed)}, "
