@@ -140,8 +140,10 @@ def restore_file(
     start = time.perf_counter()
     picture = imagefiles.read_picture(item.source, max_pixels=max_pixels)
     restored, scores = restore_picture(picture, restorer, options, classifier, classify_options, progress)
-    as_read = imagefiles.gray_alpha if picture.gray_alpha and item.target.suffix.lower() == ".png" else np.asarray
-    imagefiles.write_image(item.target, as_read(restored), frames=picture.frames)  # grey and alpha, as it came
+    if picture.gray_alpha and imagefiles.written_channels(2, item.target.suffix) == 2:
+        imagefiles.write_image(item.target, imagefiles.gray_alpha(restored), frames=picture.frames)  # as it came
+    else:
+        imagefiles.write_image(item.target, restored, frames=picture.frames)
     if item.compare is not None:
         first = (lambda data: data[0]) if picture.stack else (lambda data: data)
         imagefiles.write_image(item.compare, imagefiles.side_by_side(first(picture.data), first(restored)))

@@ -69,10 +69,11 @@ def cmd_restore(args: argparse.Namespace) -> int:
     """
     from . import api, batch, imagefiles, outputs
 
-    restorer = args.restorer or api.preferred_restorer(given(args).get("model"))
+    chosen = given(args)
+    restorer = args.restorer or api.preferred_restorer(chosen.get("model"))
     classifier = None if args.no_classify else args.classifier or api.classifier_for(restorer)
-    options, classify_options = api.split_options(given(args), restorer, classifier)
-    _check_classifier_runs(restorer, set(given(args)) - set(options))
+    options, classify_options = api.split_options(chosen, restorer, classifier)
+    _check_classifier_runs(restorer, set(chosen) - set(options))
     options = options_of(api.get_restorer(restorer)).check(f"restorer {restorer!r}", options)
     if args.workers is not None and args.workers < 1:
         raise InvalidOptionError(f"--workers must be at least 1, not {args.workers}")

@@ -92,6 +92,12 @@ def read_picture(path, *, max_pixels: Optional[int] = None) -> Picture:
     return Picture(np.stack(frames), len(frames), gray_alpha)
 
 
+def written_channels(channels: int, suffix: str) -> int:
+    """The channels a result read with ``channels`` is written with into a ``suffix`` file: grey and
+    alpha stays so in PNG only, and is RGBA elsewhere."""
+    return 4 if channels == 2 and suffix.lower() != ".png" else channels
+
+
 def gray_alpha(rgba: np.ndarray) -> np.ndarray:
     """A restored RGBA image of a grey-with-alpha file as grey and alpha again (grey: the mean of R, G, B,
     as for grey images)."""

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from .errors import OutputError
-from .imagefiles import TIFF, Header, format_problem
+from .imagefiles import TIFF, Header, format_problem, written_channels
 from .persist import nearest_existing
 
 RESTORED = "_restored"
@@ -71,8 +71,7 @@ def plan(
             base = (folder or source.parent) / f"{source.stem}{RESTORED}{default_suffix(source, header)}"
         else:
             base = Path(output).expanduser()
-        channels = 4 if header.channels == 2 and base.suffix.lower() != ".png" else header.channels  # grey+alpha: RGBA
-        problem = format_problem(base.suffix, header.dtype, channels, header.frames)
+        problem = format_problem(base.suffix, header.dtype, written_channels(header.channels, base.suffix), header.frames)
         if problem:
             raise OutputError(f"cannot write the result of {source} to {base}: {problem}")
         compare = base.with_name(base.stem + COMPARE) if side_by_side else None

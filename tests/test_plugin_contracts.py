@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import threading
+import warnings
 
 import numpy as np
 import pytest
@@ -56,6 +57,28 @@ def test_a_plugins_option_declarations_leave_the_built_in_flags_alone(install_pl
     assert "--steps STEPS network calls" in help_text and "my steps" not in help_text
 
 
+MALFORMED_PLUGIN = """
+    from daclip_plugin import Restorer, hookimpl
+    from daclip_plugin.options import Option
+
+    class Malformed(Restorer):
+        name = "malformed"
+        options = {declaration}
+        def restore(self, image, **options):
+            return image
+
+    class Fine(Restorer):
+        name = "fine"
+        def restore(self, image, **options):
+            return image
+
+    @hookimpl
+    def register_restorers(register):
+        register(Malformed())
+        register(Fine())
+"""
+
+
 @pytest.mark.parametrize(
     "declaration, trouble",
     [
@@ -70,26 +93,7 @@ def test_a_plugins_option_declarations_leave_the_built_in_flags_alone(install_pl
 )
 def test_a_malformed_option_declaration_skips_that_component_only(install_plugin, fresh_plugins, capsys, declaration,
                                                                     trouble):
-    install_plugin("malformed", f"""
-        from daclip_plugin import Restorer, hookimpl
-        from daclip_plugin.options import Option
-
-        class Malformed(Restorer):
-            name = "malformed"
-            options = {declaration}
-            def restore(self, image, **options):
-                return image
-
-        class Fine(Restorer):
-            name = "fine"
-            def restore(self, image, **options):
-                return image
-
-        @hookimpl
-        def register_restorers(register):
-            register(Malformed())
-            register(Fine())
-        """)
+    install_plugin("malformed", MALFORMED_PLUGIN.format(declaration=declaration))
     fresh_plugins.reload_plugins()
     with pytest.warns(RuntimeWarning, match=f"plugin 'malformed'.*registered <Malformed 'malformed'>, which .*{trouble}"):
         names = daclip_plugin.list_restorers()
@@ -295,22 +299,8 @@ def test_a_plugin_failure_is_still_blamed_on_the_plugin(install_plugin, fresh_pl
 
 
 def test_the_cli_shows_a_plugins_registration_warning_as_one_line(install_plugin, fresh_plugins, capsys):
-    install_plugin("malformed", """
-        from daclip_plugin import Restorer, hookimpl
-
-        class Malformed(Restorer):
-            name = "malformed"
-            options = "gain"
-            def restore(self, image, **options):
-                return image
-
-        @hookimpl
-        def register_restorers(register):
-            register(Malformed())
-        """)
+    install_plugin("malformed", MALFORMED_PLUGIN.format(declaration='"gain"'))
     fresh_plugins.reload_plugins()
-    import warnings
-
     with warnings.catch_warnings():
         warnings.simplefilter("default")
         assert cli.main(["plugins"]) == 0

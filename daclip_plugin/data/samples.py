@@ -87,7 +87,8 @@ def copy_samples(folder: Union[str, Path], *, overwrite: bool = False) -> list[P
     if folder.exists() and not folder.is_dir():
         raise OutputError(f"{folder} is a file: give a folder to copy the samples into")
     pairs = [(path, folder / path.name) for path in sample_paths().values()]
-    taken = [target for source, target in pairs if target.exists() and not _same_bytes(source, target)]
+    here = {target for source, target in pairs if _same_bytes(source, target)}  # already copied: left as they are
+    taken = [target for _, target in pairs if target.exists() and target not in here]
     if taken and not overwrite:
         raise OutputError(
             f"{', '.join(map(str, taken))} already exist(s) and differ from the samples: "
@@ -95,8 +96,7 @@ def copy_samples(folder: Union[str, Path], *, overwrite: bool = False) -> list[P
         )
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        return [target if target.exists() and _same_bytes(source, target) else Path(shutil.copyfile(source, target))
-                for source, target in pairs]
+        return [target if target in here else Path(shutil.copyfile(source, target)) for source, target in pairs]
     except OSError as exc:
         raise OutputError(f"cannot copy the samples into {folder}: {exc.strerror or exc}") from exc
 
